@@ -1,0 +1,1 @@
+"""Pure logic and data: no I/O, no textual, no asyncssh, no tinydb."""

@@ -1,0 +1,1 @@
+"""Use cases that combine domain and services. Never imports textual."""

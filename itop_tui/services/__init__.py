@@ -1,0 +1,1 @@
+"""All I/O: transports, store, audit log, importers. Never imports textual."""
