@@ -1,13 +1,32 @@
 """YAML configuration validated into typed settings.
 
-The loader (``load_settings``) is added by the settings work; the
-dataclasses below are the contract the rest of the code relies on.
+``load_settings`` finds the config file, parses it with :func:`yaml.compose`
+so every node keeps its line number, and checks every key, type and range
+against a small schema. Any problem raises :class:`ConfigError`, whose text is
+``FILE:LINE: field.path: message`` so a person can go straight to the line.
+
+Relative paths in a config file are taken relative to that file's directory;
+``~`` is expanded.
 """
 
 from __future__ import annotations
 
+import difflib
+import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
+
+import platformdirs
+import yaml
+
+ROLES = ("viewer", "trainee", "operator", "approver", "admin")
+HOST_KEY_POLICIES = ("strict", "accept-new")
+CONFIG_ENV = "ITOP_CONFIG"
+DATA_DIR_ENV = "ITOP_DATA_DIR"
+CONFIG_FILE_NAME = "itop.yaml"
+APP_NAME = "itop"
 
 
 @dataclass
@@ -47,3 +66,303 @@ class Settings:
     def known_hosts_path(self) -> Path:
         """itop's own known_hosts, where keys trusted through itop are stored."""
         return self.data_dir / "known_hosts"
+
+    def role_for(self, login: str) -> str:
+        """The role of ``login``: its entry in ``roles``, else ``default_role``."""
+        return self.roles.get(login, self.default_role)
+
+    @property
+    def config_label(self) -> str:
+        """Where the settings came from, for headers and messages."""
+        return str(self.config_path) if self.config_path else "embedded default"
+
+
+class ConfigError(Exception):
+    """The configuration is unusable. ``str()`` is ``FILE:LINE: field: message``."""
+
+    def __init__(self, path: Path | None, line: int | None, field_path: str, message: str) -> None:
+        self.path = path
+        self.line = line
+        self.field = field_path
+        self.message = message
+        where = str(path) if path is not None else "<config>"
+        if line is not None:
+            where = f"{where}:{line}"
+        super().__init__(f"{where}: {field_path}: {message}")
+
+
+def find_config_path(config_path: Path | None = None) -> Path | None:
+    """The config file to read, or None to run on the embedded default.
+
+    Order: the explicit path, ``$ITOP_CONFIG``, ``./itop.yaml``, then
+    ``itop.yaml`` in the platform's user config dir. An explicit or
+    environment path must exist; the other two are used only when present.
+    """
+    if config_path is not None:
+        return Path(config_path).expanduser()
+    env = os.environ.get(CONFIG_ENV)
+    if env:
+        return Path(env).expanduser()
+    for candidate in (
+        Path.cwd() / CONFIG_FILE_NAME,
+        Path(platformdirs.user_config_dir(APP_NAME)) / CONFIG_FILE_NAME,
+    ):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def load_settings(config_path: Path | None = None, data_dir: Path | None = None) -> Settings:
+    """Find, read and validate the configuration.
+
+    ``data_dir`` wins over ``$ITOP_DATA_DIR``, which wins over the config's
+    ``data_dir``, which wins over the platform's user data dir.
+    """
+    path = find_config_path(config_path)
+    values: dict[str, Any] = {}
+    if path is not None:
+        values = _read_config(path)
+    env_data_dir = os.environ.get(DATA_DIR_ENV)
+    if data_dir is not None:
+        chosen = Path(data_dir).expanduser()
+    elif env_data_dir:
+        chosen = Path(env_data_dir).expanduser()
+    elif "data_dir" in values:
+        chosen = values.pop("data_dir")
+    else:
+        chosen = Path(platformdirs.user_data_dir(APP_NAME))
+    values.pop("data_dir", None)
+    ssh_values = values.pop("ssh", {})
+    return Settings(
+        data_dir=chosen.absolute(),
+        config_path=path.absolute() if path is not None else None,
+        ssh=SSHSettings(**ssh_values),
+        **values,
+    )
+
+
+def _read_config(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(path, None, "(file)", "config file not found") from None
+    except IsADirectoryError:
+        raise ConfigError(path, None, "(file)", "is a directory, not a config file") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(path, None, "(file)", f"not UTF-8 text ({exc.reason})") from None
+    except OSError as exc:
+        raise ConfigError(path, None, "(file)", f"cannot read: {exc.strerror}") from None
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark is not None else None
+        problem = exc.problem or exc.context or "invalid YAML"
+        raise ConfigError(path, line, "(yaml)", f"invalid YAML: {problem}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(path, None, "(yaml)", f"invalid YAML: {exc}") from None
+    if root is None or _is_null(root):
+        return {}
+    reader = _ConfigReader(path)
+    return reader.top_level(root)
+
+
+def _is_null(node: yaml.Node) -> bool:
+    return isinstance(node, yaml.ScalarNode) and node.tag == "tag:yaml.org,2002:null"
+
+
+def _kind(node: yaml.Node) -> str:
+    """A short word for what a node holds, for 'expected X, got Y' messages."""
+    if isinstance(node, yaml.MappingNode):
+        return "a mapping"
+    if isinstance(node, yaml.SequenceNode):
+        return "a list"
+    tag = node.tag.rsplit(":", 1)[-1]
+    names = {"str": "a string", "int": "an integer", "float": "a number", "bool": "a boolean",
+             "null": "nothing (null)"}
+    return f"{names.get(tag, tag)} ({node.value!r})"
+
+
+_Handler = Callable[[yaml.Node, str], Any]
+# Keys holding a mapping: left empty (``ssh:``) they mean "all defaults".
+_SECTIONS = frozenset({"ssh", "run", "roles", "ui", "inventory"})
+
+
+class _ConfigReader:
+    """Walks the composed YAML tree, converting and checking each field."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.base_dir = path.absolute().parent
+        self._constructor = yaml.SafeLoader("")
+
+    def error(self, node: yaml.Node, field_path: str, message: str) -> ConfigError:
+        return ConfigError(self.path, node.start_mark.line + 1, field_path, message)
+
+    # -- structure --------------------------------------------------------
+
+    def mapping(self, node: yaml.Node, field_path: str) -> list[tuple[str, yaml.Node, yaml.Node]]:
+        """The (key, key node, value node) entries of a mapping, keys checked unique."""
+        if _is_null(node):
+            return []
+        if not isinstance(node, yaml.MappingNode):
+            raise self.error(node, field_path, f"expected a mapping, got {_kind(node)}")
+        seen: set[str] = set()
+        entries: list[tuple[str, yaml.Node, yaml.Node]] = []
+        for key_node, value_node in node.value:
+            if not isinstance(key_node, yaml.ScalarNode) or key_node.tag == "tag:yaml.org,2002:null":
+                raise self.error(key_node, field_path or "(top level)", "keys must be names")
+            key = str(key_node.value)
+            full = f"{field_path}.{key}" if field_path else key
+            if key in seen:
+                raise self.error(key_node, full, "duplicate key")
+            seen.add(key)
+            entries.append((key, key_node, value_node))
+        return entries
+
+    def section(
+        self, node: yaml.Node, field_path: str, handlers: dict[str, tuple[str, _Handler]]
+    ) -> dict[str, Any]:
+        """Apply ``handlers`` (key -> (attribute, converter)) to a mapping's entries."""
+        result: dict[str, Any] = {}
+        for key, key_node, value_node in self.mapping(node, field_path):
+            full = f"{field_path}.{key}" if field_path else key
+            if key not in handlers:
+                raise self.error(key_node, full, _unknown_key_message(key, handlers))
+            attribute, handler = handlers[key]
+            if _is_null(value_node) and key not in _SECTIONS:
+                raise self.error(
+                    value_node, full, "has no value (remove the key to use the default)"
+                )
+            result[attribute] = handler(value_node, full)
+        return result
+
+    def top_level(self, node: yaml.Node) -> dict[str, Any]:
+        if not isinstance(node, yaml.MappingNode):
+            raise self.error(node, "(top level)", f"expected a mapping of settings, got {_kind(node)}")
+        handlers: dict[str, tuple[str, _Handler]] = {
+            "data_dir": ("data_dir", self.path_value),
+            "ssh": ("ssh", self.ssh_section),
+            "run": ("run", self.run_section),
+            "roles": ("roles", self.roles_section),
+            "default_role": ("default_role", self.choice(ROLES)),
+            "ui": ("ui", self.ui_section),
+            "inventory": ("inventory", self.inventory_section),
+        }
+        values = self.section(node, "", handlers)
+        # Flatten sections onto the Settings field names (kept for compatibility).
+        for nested in ("run", "ui", "inventory"):
+            values.update(values.pop(nested, {}))
+        return values
+
+    def ssh_section(self, node: yaml.Node, field_path: str) -> dict[str, Any]:
+        return self.section(node, field_path, {
+            "host_key_policy": ("host_key_policy", self.choice(HOST_KEY_POLICIES)),
+            "connect_timeout": ("connect_timeout", self.number(0.1, 3600)),
+            "keepalive_interval": ("keepalive_interval", self.number(0, 3600)),
+            "keepalive_count_max": ("keepalive_count_max", self.integer(1, 100)),
+            "max_concurrent_handshakes": ("max_concurrent_handshakes", self.integer(1, 1000)),
+            "connect_retries": ("connect_retries", self.integer(0, 20)),
+            "config_files": ("config_files", self.path_list),
+            "known_hosts_files": ("known_hosts_files", self.path_list),
+            "identity_files": ("identity_files", self.path_list),
+            "use_agent": ("use_agent", self.boolean),
+        })
+
+    def run_section(self, node: yaml.Node, field_path: str) -> dict[str, Any]:
+        return self.section(node, field_path, {
+            "forks": ("forks", self.integer(1, 1000)),
+            "timeout": ("command_timeout", self.number(0.1, 7 * 24 * 3600)),
+            "output_limit": ("output_limit", self.integer(1024, 64 * 1024 * 1024)),
+        })
+
+    def ui_section(self, node: yaml.Node, field_path: str) -> dict[str, Any]:
+        return self.section(node, field_path, {"theme": ("theme", self.word)})
+
+    def inventory_section(self, node: yaml.Node, field_path: str) -> dict[str, Any]:
+        return self.section(node, field_path, {"sources": ("inventory_sources", self.path_list)})
+
+    def roles_section(self, node: yaml.Node, field_path: str) -> dict[str, str]:
+        roles: dict[str, str] = {}
+        check_role = self.choice(ROLES)
+        for login, _key_node, value_node in self.mapping(node, field_path):
+            roles[login] = check_role(value_node, f"{field_path}.{login}")
+        return roles
+
+    # -- scalars ----------------------------------------------------------
+
+    def scalar(self, node: yaml.Node, field_path: str, expected: str) -> Any:
+        if not isinstance(node, yaml.ScalarNode):
+            raise self.error(node, field_path, f"expected {expected}, got {_kind(node)}")
+        try:
+            return self._constructor.construct_object(node, deep=True)
+        except yaml.YAMLError as exc:
+            raise self.error(node, field_path, f"unreadable value: {exc}") from None
+
+    def integer(self, low: int, high: int) -> _Handler:
+        def convert(node: yaml.Node, field_path: str) -> int:
+            value = self.scalar(node, field_path, "an integer")
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise self.error(node, field_path, f"expected an integer, got {_kind(node)}")
+            if not low <= value <= high:
+                raise self.error(node, field_path, f"must be between {low} and {high}, got {value}")
+            return value
+
+        return convert
+
+    def number(self, low: float, high: float) -> _Handler:
+        def convert(node: yaml.Node, field_path: str) -> float:
+            value = self.scalar(node, field_path, "a number")
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise self.error(node, field_path, f"expected a number, got {_kind(node)}")
+            if not low <= value <= high:
+                raise self.error(node, field_path, f"must be between {low:g} and {high:g}, got {value}")
+            return float(value)
+
+        return convert
+
+    def boolean(self, node: yaml.Node, field_path: str) -> bool:
+        value = self.scalar(node, field_path, "true or false")
+        if not isinstance(value, bool):
+            raise self.error(node, field_path, f"expected true or false, got {_kind(node)}")
+        return value
+
+    def word(self, node: yaml.Node, field_path: str) -> str:
+        value = self.scalar(node, field_path, "a string")
+        if not isinstance(value, str) or not value.strip():
+            raise self.error(node, field_path, f"expected a non-empty string, got {_kind(node)}")
+        return value.strip()
+
+    def choice(self, choices: tuple[str, ...]) -> _Handler:
+        def convert(node: yaml.Node, field_path: str) -> str:
+            value = self.scalar(node, field_path, f"one of {', '.join(choices)}")
+            if not isinstance(value, str) or value not in choices:
+                hint = _did_you_mean(str(value), choices)
+                raise self.error(
+                    node, field_path, f"must be one of {', '.join(choices)}, got {value!r}{hint}"
+                )
+            return value
+
+        return convert
+
+    def path_value(self, node: yaml.Node, field_path: str) -> Path:
+        value = self.scalar(node, field_path, "a path")
+        if not isinstance(value, str) or not value.strip():
+            raise self.error(node, field_path, f"expected a path, got {_kind(node)}")
+        path = Path(value.strip()).expanduser()
+        return path if path.is_absolute() else self.base_dir / path
+
+    def path_list(self, node: yaml.Node, field_path: str) -> list[Path]:
+        if not isinstance(node, yaml.SequenceNode):
+            raise self.error(node, field_path, f"expected a list of paths, got {_kind(node)}")
+        return [self.path_value(item, f"{field_path}[{i}]") for i, item in enumerate(node.value)]
+
+
+def _did_you_mean(word: str, choices: Any) -> str:
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _unknown_key_message(key: str, handlers: dict[str, Any]) -> str:
+    hint = _did_you_mean(key, handlers)
+    return f"unknown key{hint}; known keys: {', '.join(handlers)}"

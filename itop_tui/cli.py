@@ -1,0 +1,910 @@
+"""The ``itop`` command: the TUI when run alone, headless subcommands otherwise.
+
+Exit status: 0 ok, 1 the operation failed (a host failed, a check failed,
+the log is broken), 2 usage, config or input error, 130 interrupted. Errors
+are one message on stderr naming the file, line or field; never a
+traceback (set ``ITOP_DEBUG=1`` to see one for an internal error).
+``--json`` shapes are documented in ``docs/cli.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+import time
+import traceback
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, NoReturn, TextIO
+
+from itop_tui import __version__
+from itop_tui.domain.models import (
+    CRITICALITIES,
+    HOST_CLASSES,
+    HOST_STATUSES,
+    Host,
+    Inventory,
+    ValidationError,
+)
+from itop_tui.domain.output import strip_control
+from itop_tui.domain.output_groups import format_groups, group_results
+from itop_tui.domain.selectors import SelectorError, select_hosts
+from itop_tui.domain.timespec import TimeSpecError, parse_since
+from itop_tui.services.audit import AuditError, AuditEvent
+from itop_tui.services.context import ReadOnlyError, Services
+from itop_tui.services.exporters import ExportError
+from itop_tui.services.importers import InventoryFileError
+from itop_tui.services.store import StoreError
+from itop_tui.services.transport import HostKeyChanged, HostKeyUnknown, TransportError
+from itop_tui.settings import ConfigError, Settings, find_config_path, load_settings
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+# ProxyJump chains are at most 8 hops (transport_pool.MAX_JUMP_DEPTH), plus the host.
+MAX_TRUST_STEPS = 10
+
+IMPORT_FORMATS = ("ansible", "ssh-config", "csv")
+EXPORT_FORMATS = ("ansible", "csv", "json")
+
+# Fields `inventory set` may change, with how to read the value text.
+LIST_FIELDS = ("groups", "tags")
+OPTIONAL_TEXT_FIELDS = ("user", "runs_on", "proxy_jump", "identity_file", "ssh_alias")
+SETTABLE_FIELDS = (
+    "address", "port", "user", "class", "status", "criticality", "groups", "tags", "notes",
+    "runs_on", "proxy_jump", "identity_file", "ssh_alias", "vars.KEY",
+)
+
+
+class UsageError(Exception):
+    """The command line asks for something impossible (exit status 2)."""
+
+
+class OperationFailed(Exception):
+    """The operation could not be done (exit status 1)."""
+
+
+# -- argument parsing ----------------------------------------------------------
+
+COMMANDS: list[tuple[str, str]] = [
+    ("(no command)", "open the terminal UI"),
+    ("check-config [FILE]", "validate a config file and show where itop keeps its data"),
+    ("inventory list [SELECTOR]", "list hosts, all or those a selector picks"),
+    ("inventory show HOST", "show one host with its vars and facts"),
+    ("inventory import FILE", "import hosts from an Ansible inventory, ssh config or CSV"),
+    ("inventory export", "write the inventory as Ansible YAML, CSV or JSON"),
+    ("inventory add NAME", "add a host"),
+    ("inventory remove NAME", "remove a host"),
+    ("inventory set NAME F=V...", "change fields of a host"),
+    ("inventory discover [SELECTOR]", "gather facts of hosts and store them"),
+    ("run SELECTOR -- COMMAND", "run a command on hosts, output grouped by host"),
+    ("audit list", "show audit events"),
+    ("audit verify", "check the audit log's hash chain"),
+    ("trust HOST", "show a host's SSH key fingerprint and trust it"),
+]
+
+
+def _epilog() -> str:
+    width = max(len(name) for name, _ in COMMANDS)
+    lines = ["commands:"]
+    lines += [f"  itop {name.ljust(width)}  {text}" for name, text in COMMANDS]
+    lines += [
+        "",
+        "Selectors: names, globs, groups, tag:X, status:production, web:db (union),",
+        "web:&prod (intersection), all:!web03 (exclusion). Exit status: 0 ok,",
+        "1 an operation failed, 2 usage or config error. See docs/cli.md.",
+    ]
+    return "\n".join(lines)
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors raise instead of exiting the process."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{self.prog}: {message}\n{self.format_usage().strip()}")
+
+
+def _global_options(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
+    """The options every command accepts, before or after the command name."""
+    default: Any = argparse.SUPPRESS if suppress else None
+    parser.add_argument("--config", type=Path, metavar="FILE", default=default,
+                        help="config file (default: $ITOP_CONFIG, ./itop.yaml, user config dir)")
+    parser.add_argument("--data-dir", type=Path, metavar="DIR", default=default,
+                        help="data directory (default: $ITOP_DATA_DIR, config data_dir, user data dir)")
+    parser.add_argument("--read-only", action="store_true",
+                        default=argparse.SUPPRESS if suppress else False,
+                        help="refuse anything that changes hosts or records")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be more than 0, got {text}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full ``itop`` argument parser."""
+    common = _Parser(add_help=False)
+    _global_options(common, suppress=True)
+    parser = _Parser(
+        prog="itop",
+        description="Keyboard-first terminal console for operating IT infrastructure over SSH.",
+        epilog=_epilog(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"itop {__version__}")
+    _global_options(parser, suppress=False)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    def add(group: Any, name: str, text: str) -> argparse.ArgumentParser:
+        parser_: argparse.ArgumentParser = group.add_parser(
+            name, help=text, description=text, parents=[common]
+        )
+        return parser_
+
+    p = add(sub, "check-config", "validate a config file and show where itop keeps its data")
+    p.add_argument("file", nargs="?", type=Path, help="config file (default: the one itop would use)")
+    p.set_defaults(handler=cmd_check_config)
+
+    inventory = add(sub, "inventory", "list, show, import, export, edit and discover hosts")
+    inv = inventory.add_subparsers(dest="inventory_command", metavar="ACTION",
+                                   parser_class=_Parser, required=True)
+
+    p = add(inv, "list", "list hosts, all or those a selector picks")
+    p.add_argument("selector", nargs="?", default=None, help="host selector (default: all)")
+    p.add_argument("--json", action="store_true", help="print a JSON list of host objects")
+    p.set_defaults(handler=cmd_inventory_list)
+
+    p = add(inv, "show", "show one host with its vars and facts")
+    p.add_argument("host", help="host name")
+    p.add_argument("--json", action="store_true", help="print the host object as JSON")
+    p.set_defaults(handler=cmd_inventory_show)
+
+    p = add(inv, "import", "import hosts from an Ansible inventory, ssh config or CSV file")
+    p.add_argument("file", type=Path, help="inventory file")
+    p.add_argument("--format", choices=IMPORT_FORMATS, default=None,
+                   help="file format (default: guessed from the name and content)")
+    p.add_argument("--json", action="store_true", help="print the counts as JSON")
+    p.set_defaults(handler=cmd_inventory_import)
+
+    p = add(inv, "export", "write the inventory as Ansible YAML, CSV or JSON")
+    p.add_argument("--format", choices=EXPORT_FORMATS, required=True, help="output format")
+    p.add_argument("-o", "--output", type=Path, default=None, metavar="FILE",
+                   help="write to FILE instead of stdout")
+    p.set_defaults(handler=cmd_inventory_export)
+
+    p = add(inv, "add", "add a host")
+    p.add_argument("name", help="host name (one word)")
+    p.add_argument("--address", default="", help="address or DNS name to connect to "
+                   "(default: the name; 'local' for this machine without SSH)")
+    p.add_argument("--port", type=int, default=None, help="SSH port")
+    p.add_argument("--user", default=None, help="SSH user")
+    p.add_argument("--group", action="append", default=[], dest="groups",
+                   help="group (repeatable)")
+    p.add_argument("--tag", action="append", default=[], dest="tags", help="tag (repeatable)")
+    p.add_argument("--status", choices=HOST_STATUSES, default="development")
+    p.add_argument("--class", choices=HOST_CLASSES, default="server", dest="host_class")
+    p.add_argument("--criticality", choices=CRITICALITIES, default="medium")
+    p.add_argument("--var", action="append", default=[], metavar="KEY=VALUE",
+                   help="host variable (repeatable)")
+    p.add_argument("--notes", default="", help="free text")
+    p.set_defaults(handler=cmd_inventory_add)
+
+    p = add(inv, "remove", "remove a host")
+    p.add_argument("name", help="host name")
+    p.set_defaults(handler=cmd_inventory_remove)
+
+    p = add(inv, "set", "change fields of a host")
+    p.add_argument("name", help="host name")
+    p.add_argument("assignments", nargs="+", metavar="FIELD=VALUE",
+                   help=f"fields: {', '.join(SETTABLE_FIELDS)}; lists comma separated; "
+                        "an empty value clears")
+    p.set_defaults(handler=cmd_inventory_set)
+
+    p = add(inv, "discover", "gather facts of hosts and store them")
+    p.add_argument("selector", nargs="?", default="all", help="host selector (default: all)")
+    p.add_argument("--forks", type=_positive_int, default=None, help="hosts at once")
+    p.add_argument("--json", action="store_true", help="print a JSON list of results")
+    p.set_defaults(handler=cmd_inventory_discover)
+
+    p = add(sub, "run", "run a command on hosts, output grouped by host")
+    p.add_argument("selector", help="host selector")
+    p.add_argument("words", nargs="*", metavar="COMMAND", help="the command, after --")
+    p.add_argument("--forks", type=_positive_int, default=None,
+                   help="hosts at once (default: run.forks)")
+    p.add_argument("--timeout", type=_positive_float, default=None,
+                   help="seconds per host (default: run.timeout)")
+    p.add_argument("--json", action="store_true", help="print a JSON list of results")
+    p.set_defaults(handler=cmd_run)
+
+    audit = add(sub, "audit", "show and verify the audit log")
+    aud = audit.add_subparsers(dest="audit_command", metavar="ACTION",
+                               parser_class=_Parser, required=True)
+    p = add(aud, "list", "show audit events")
+    p.add_argument("--json", action="store_true", help="print a JSON list of events")
+    p.add_argument("--since", default=None, metavar="WHEN",
+                   help="only events since a duration ago (30m, 24h, 7d) or an ISO time")
+    p.add_argument("--action", default=None, help="only events of this action (e.g. run)")
+    p.add_argument("--limit", type=_positive_int, default=None, metavar="N",
+                   help="only the last N events")
+    p.set_defaults(handler=cmd_audit_list)
+    p = add(aud, "verify", "check the audit log's hash chain")
+    p.set_defaults(handler=cmd_audit_verify)
+
+    p = add(sub, "trust", "show a host's SSH key fingerprint and trust it")
+    p.add_argument("host", help="host name")
+    p.add_argument("--yes", action="store_true", help="trust without asking")
+    p.set_defaults(handler=cmd_trust)
+    return parser
+
+
+def parse_args(argv: Sequence[str]) -> argparse.Namespace:
+    """Parse ``argv``; everything after the first ``--`` is the command of ``run``."""
+    words = list(argv)
+    tail: list[str] | None = None
+    if "--" in words:
+        split = words.index("--")
+        words, tail = words[:split], words[split + 1:]
+    args = build_parser().parse_args(words)
+    args.command_words = None
+    if args.command == "run":
+        if tail is not None and args.words:
+            raise UsageError(
+                f"itop run: unexpected {' '.join(args.words)!r} before --; "
+                "put the whole command after --"
+            )
+        command_words = tail if tail is not None else args.words
+        if not command_words or not " ".join(command_words).strip():
+            raise UsageError("itop run: no command given; usage: itop run SELECTOR -- COMMAND")
+        args.command_words = command_words
+    elif tail is not None:
+        raise UsageError("itop: -- is only used by `itop run SELECTOR -- COMMAND`")
+    return args
+
+
+# -- main ----------------------------------------------------------------------
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``itop`` with ``argv`` (default: ``sys.argv[1:]``) and return the exit status."""
+    try:
+        return _main(sys.argv[1:] if argv is None else argv)
+    except KeyboardInterrupt:
+        _err("interrupted")
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # The reader went away (e.g. `itop audit list | head`): not an error.
+        _silence_stdout()
+        return EXIT_OK
+
+
+def _main(argv: Sequence[str]) -> int:
+    try:
+        args = parse_args(argv)
+    except UsageError as exc:
+        _err(str(exc), prefix=False)
+        return EXIT_USAGE
+    except SystemExit as exc:  # --help and --version exit through argparse
+        return exc.code if isinstance(exc.code, int) else EXIT_OK
+    handler: Callable[[argparse.Namespace], int] = getattr(args, "handler", cmd_tui)
+    try:
+        return handler(args)
+    except (ConfigError, StoreError, InventoryFileError, SelectorError, TimeSpecError,
+            ExportError, UsageError) as exc:
+        _err(str(exc))
+        return EXIT_USAGE
+    except ValidationError as exc:
+        _err(f"invalid {exc.field}: {exc.message}")
+        return EXIT_USAGE
+    except (ReadOnlyError, OperationFailed, AuditError, TransportError) as exc:
+        _err(str(exc))
+        return EXIT_FAILED
+    except BrokenPipeError:
+        raise  # handled in main(): the reader went away
+    except OSError as exc:
+        where = f"{exc.filename}: " if exc.filename else ""
+        _err(f"{where}{exc.strerror or exc}")
+        return EXIT_FAILED
+    except Exception as exc:  # noqa: BLE001 - the promise is: never a traceback
+        if os.environ.get("ITOP_DEBUG"):
+            traceback.print_exc()
+        _err(f"internal error: {type(exc).__name__}: {exc} (set ITOP_DEBUG=1 for details)")
+        return EXIT_FAILED
+
+
+def _err(message: str, *, prefix: bool = True) -> None:
+    print(f"itop: {message}" if prefix else message, file=sys.stderr)
+
+
+def _silence_stdout() -> None:
+    # Python would complain again when flushing stdout at exit.
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    return load_settings(args.config, args.data_dir)
+
+
+def _open(args: argparse.Namespace) -> Services:
+    services = Services.open(_settings(args), origin="cli", read_only=bool(args.read_only))
+    for message in services.recovery_messages:
+        _err(f"warning: {message}")
+    return services
+
+
+def _print_json(data: Any, out: TextIO | None = None) -> None:
+    print(json.dumps(data, indent=2, ensure_ascii=False), file=out or sys.stdout)
+
+
+def _clean(value: object) -> str:
+    """Text from hosts or files as safe to print on a terminal."""
+    return strip_control("" if value is None else str(value))
+
+
+def _unknown_host(name: str) -> UsageError:
+    return UsageError(f"unknown host {name!r} (see `itop inventory list`)")
+
+
+# -- the TUI -------------------------------------------------------------------
+
+
+def cmd_tui(args: argparse.Namespace) -> int:
+    """``itop`` alone: the terminal UI."""
+    if not (sys.stdin.isatty() and sys.stdout.isatty()):
+        raise UsageError(
+            "the terminal UI needs a terminal (stdin and stdout are not one); "
+            "see `itop --help` for the headless commands"
+        )
+    settings = _settings(args)
+    services = Services.open(settings, origin="tui", read_only=bool(args.read_only))
+    # Imported here so headless commands never load textual.
+    from itop_tui.app import ItopApp
+
+    app = ItopApp(services=services)
+    app.run()
+    return int(app.return_code or 0)
+
+
+# -- check-config ----------------------------------------------------------------
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    """``itop check-config [FILE]``."""
+    path = args.file if args.file is not None else find_config_path(args.config)
+    settings = load_settings(path, args.data_dir)
+    if settings.config_path is None:
+        print("no config file found: itop runs on the embedded default")
+    else:
+        print(f"{settings.config_path}: ok")
+    print(f"data dir: {settings.data_dir}")
+    print(f"known hosts: {settings.known_hosts_path}")
+    return EXIT_OK
+
+
+# -- inventory -------------------------------------------------------------------
+
+
+def _select(inventory: Inventory, selector: str | None) -> list[Host]:
+    if selector is None:
+        return list(inventory.hosts.values())
+    return select_hosts(inventory, selector)
+
+
+def _select_some(inventory: Inventory, selector: str) -> list[Host]:
+    hosts = select_hosts(inventory, selector)
+    if not hosts:
+        raise UsageError(f"selector {selector!r} matches no host (see `itop inventory list`)")
+    return hosts
+
+
+def format_bytes(value: object) -> str:
+    """``3.8 GiB`` for a byte count; empty for unknown."""
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        return ""
+    size = float(value)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if size < 1024 or unit == "TiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return ""
+
+
+def format_duration(seconds: object) -> str:
+    """``3d 4h``, ``5h 12m`` or ``42m`` for an uptime; empty for unknown."""
+    if not isinstance(seconds, int | float) or isinstance(seconds, bool):
+        return ""
+    minutes = int(seconds // 60)
+    days, minutes = divmod(minutes, 1440)
+    hours, minutes = divmod(minutes, 60)
+    if days:
+        return f"{days}d {hours}h"
+    if hours:
+        return f"{hours}h {minutes}m"
+    return f"{minutes}m"
+
+
+def _os_text(facts: dict[str, Any]) -> str:
+    return " ".join(str(facts[k]) for k in ("os_name", "os_version") if facts.get(k))
+
+
+def _table(rows: list[list[str]]) -> str:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip() for row in rows]
+    return "\n".join(lines)
+
+
+def cmd_inventory_list(args: argparse.Namespace) -> int:
+    """``itop inventory list [SELECTOR] [--json]``."""
+    services = _open(args)
+    hosts = _select(services.inventory.load(), args.selector)
+    if args.json:
+        _print_json([host.to_dict() for host in hosts])
+        return EXIT_OK
+    if not hosts:
+        print("no hosts")
+        return EXIT_OK
+    rows = [["NAME", "ADDRESS", "STATUS", "GROUPS", "OS", "CPUS", "MEMORY", "LAST SEEN"]]
+    for host in hosts:
+        facts = host.facts or {}
+        rows.append([_clean(cell) for cell in (
+            host.name,
+            host.address or host.name,
+            host.status,
+            ",".join(host.groups),
+            _os_text(facts),
+            facts.get("cpu_count") or "",
+            format_bytes(facts.get("mem_total")),
+            host.last_seen or "",
+        )])
+    print(_table(rows))
+    return EXIT_OK
+
+
+def _show_lines(host: Host) -> list[str]:
+    lines = [
+        f"name:        {host.name}",
+        f"address:     {host.address or '(the name)'}",
+        f"port:        {host.port or ''}",
+        f"user:        {host.user or ''}",
+        f"class:       {host.host_class}",
+        f"status:      {host.status}",
+        f"criticality: {host.criticality}",
+        f"groups:      {', '.join(host.groups)}",
+        f"tags:        {', '.join(host.tags)}",
+    ]
+    for label, value in (("runs_on", host.runs_on), ("proxy_jump", host.proxy_jump),
+                         ("ssh_alias", host.ssh_alias), ("identity_file", host.identity_file)):
+        if value:
+            lines.append(f"{label + ':':<13}{value}")
+    lines += [f"source:      {host.source}", f"last seen:   {host.last_seen or 'never'}"]
+    if host.notes:
+        lines.append(f"notes:       {host.notes}")
+    lines.append("vars:" + ("" if host.vars else "        (none)"))
+    lines += [f"  {key}: {json.dumps(value, ensure_ascii=False)}" for key, value in sorted(host.vars.items())]
+    if not host.facts:
+        lines.append("facts:       not discovered yet (itop inventory discover HOST)")
+        return lines
+    lines.append(f"facts (at {host.facts_at}):")
+    for key, value in host.facts.items():
+        if key == "filesystems" and isinstance(value, list):
+            lines.append("  filesystems:")
+            for fs in value:
+                if isinstance(fs, dict):
+                    lines.append(
+                        f"    {fs.get('mount')} ({fs.get('fstype') or '?'}) "
+                        f"{format_bytes(fs.get('used'))} used of {format_bytes(fs.get('size'))}, "
+                        f"{format_bytes(fs.get('avail'))} free"
+                    )
+        elif key == "mem_total":
+            lines.append(f"  mem_total: {format_bytes(value)} ({value} bytes)")
+        elif key == "uptime_seconds":
+            lines.append(f"  uptime_seconds: {value} ({format_duration(value)})")
+        elif isinstance(value, list):
+            lines.append(f"  {key}: {', '.join(str(v) for v in value)}")
+        else:
+            lines.append(f"  {key}: {'' if value is None else value}")
+    return lines
+
+
+def cmd_inventory_show(args: argparse.Namespace) -> int:
+    """``itop inventory show HOST [--json]``."""
+    services = _open(args)
+    host = services.inventory.get_host(args.host)
+    if host is None:
+        raise _unknown_host(args.host)
+    if args.json:
+        _print_json(host.to_dict())
+    else:
+        print("\n".join(_clean(line) for line in _show_lines(host)))
+    return EXIT_OK
+
+
+def cmd_inventory_import(args: argparse.Namespace) -> int:
+    """``itop inventory import FILE [--format ...] [--json]``."""
+    from itop_tui.services.importers import import_file
+
+    services = _open(args)
+    services.require_writable("import an inventory")
+    result = import_file(args.file, args.format)
+    added, updated = services.inventory.upsert_hosts(list(result.hosts))
+    groups_added, groups_updated = services.inventory.upsert_groups(list(result.groups))
+    summary = {
+        "file": str(args.file),
+        "source": result.source,
+        "hosts": len(result.hosts),
+        "added": added,
+        "updated": updated,
+        "unchanged": len(result.hosts) - added - updated,
+        "groups": len(result.groups),
+        "groups_added": groups_added,
+        "groups_updated": groups_updated,
+        "warnings": list(result.warnings),
+    }
+    services.audit.append("inventory.import", str(Path(args.file).absolute()), summary)
+    for warning in result.warnings:
+        _err(f"warning: {_clean(warning)}")
+    if args.json:
+        _print_json(summary)
+    else:
+        print(
+            f"{args.file}: {summary['hosts']} hosts ({added} added, {updated} updated, "
+            f"{summary['unchanged']} unchanged), {summary['groups']} groups"
+        )
+    return EXIT_OK
+
+
+def cmd_inventory_export(args: argparse.Namespace) -> int:
+    """``itop inventory export --format ansible|csv|json [-o FILE]``."""
+    from itop_tui.services.exporters import export_inventory  # only this command needs it
+
+    services = _open(args)
+    inventory = services.inventory.load()
+    text = export_inventory(inventory, args.format)
+    if args.output is None:
+        sys.stdout.write(text if text.endswith("\n") else text + "\n")
+        return EXIT_OK
+    output = Path(args.output)
+    temp = output.with_name(f".{output.name}.itop-tmp")
+    temp.write_text(text, encoding="utf-8")
+    os.replace(temp, output)
+    _err(f"wrote {len(inventory.hosts)} hosts to {output}", prefix=False)
+    return EXIT_OK
+
+
+def _parse_var(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise UsageError(f"--var: expected KEY=VALUE, got {text!r}")
+    return key.strip(), value
+
+
+def cmd_inventory_add(args: argparse.Namespace) -> int:
+    """``itop inventory add NAME [options]``."""
+    services = _open(args)
+    services.require_writable("add hosts")
+    host = Host(
+        name=args.name,
+        address=args.address,
+        port=args.port,
+        user=args.user,
+        host_class=args.host_class,
+        status=args.status,
+        criticality=args.criticality,
+        groups=list(dict.fromkeys(args.groups)),
+        tags=list(dict.fromkeys(args.tags)),
+        vars=dict(_parse_var(v) for v in args.var),
+        notes=args.notes,
+        source="manual",
+    )
+    host.validate()
+    if services.inventory.get_host(host.name) is not None:
+        raise UsageError(
+            f"host {host.name!r} exists already; change it with `itop inventory set {host.name} FIELD=VALUE`"
+        )
+    services.inventory.upsert_hosts([host])
+    services.audit.append("inventory.add", host.name, {
+        "address": host.address, "port": host.port, "user": host.user, "groups": host.groups,
+        "tags": host.tags, "status": host.status, "class": host.host_class,
+        "criticality": host.criticality, "vars": host.vars,
+    })
+    print(f"added {host.name}")
+    return EXIT_OK
+
+
+def cmd_inventory_remove(args: argparse.Namespace) -> int:
+    """``itop inventory remove NAME``."""
+    services = _open(args)
+    services.require_writable("remove hosts")
+    if not services.inventory.remove_host(args.name):
+        raise _unknown_host(args.name)
+    services.audit.append("inventory.remove", args.name)
+    print(f"removed {args.name}")
+    return EXIT_OK
+
+
+def parse_assignments(host: Host, assignments: list[str]) -> dict[str, Any]:
+    """``FIELD=VALUE`` words as keyword changes for ``update_host``.
+
+    Lists are comma separated; an empty value clears a field; ``vars.KEY=``
+    removes a variable.
+    """
+    changes: dict[str, Any] = {}
+    new_vars = dict(host.vars)
+    vars_changed = False
+    for text in assignments:
+        name, sep, value = text.partition("=")
+        name = name.strip()
+        if not sep or not name:
+            raise UsageError(f"expected FIELD=VALUE, got {text!r}")
+        if name.startswith("vars."):
+            key = name[len("vars."):]
+            if not key:
+                raise UsageError(f"{text!r}: give the variable name, as in vars.KEY=VALUE")
+            if value:
+                new_vars[key] = value
+            else:
+                new_vars.pop(key, None)
+            vars_changed = True
+        elif name in LIST_FIELDS:
+            changes[name] = list(dict.fromkeys(v.strip() for v in value.split(",") if v.strip()))
+        elif name == "port":
+            if value and not value.isdigit():
+                raise ValidationError("port", f"must be a number, got {value!r}")
+            changes["port"] = int(value) if value else None
+        elif name in OPTIONAL_TEXT_FIELDS:
+            changes[name] = value or None
+        elif name in ("address", "class", "status", "criticality", "notes"):
+            changes[name] = value
+        else:
+            raise UsageError(
+                f"{name!r} cannot be set; settable fields: {', '.join(SETTABLE_FIELDS)}"
+            )
+    if vars_changed:
+        changes["vars"] = new_vars
+    return changes
+
+
+def cmd_inventory_set(args: argparse.Namespace) -> int:
+    """``itop inventory set NAME FIELD=VALUE...``."""
+    services = _open(args)
+    services.require_writable("change hosts")
+    host = services.inventory.get_host(args.name)
+    if host is None:
+        raise _unknown_host(args.name)
+    changes = parse_assignments(host, args.assignments)
+    try:
+        updated = services.inventory.update_host(args.name, **changes)
+    except KeyError:
+        raise _unknown_host(args.name) from None
+    services.audit.append("inventory.set", args.name, changes)
+    print(f"updated {updated.name}: {', '.join(sorted(changes))}")
+    return EXIT_OK
+
+
+def _key_hints(unknown: dict[str, HostKeyUnknown], changed: dict[str, HostKeyChanged]) -> None:
+    for name, exc in sorted(unknown.items()):
+        key_host = getattr(exc, "key_host", exc.host)
+        _err(
+            f"{name}: unknown host key of {key_host} port {exc.port}, fingerprint "
+            f"{exc.fingerprint}; check it, then trust it with `itop trust {name}`"
+        )
+    for name, changed_exc in sorted(changed.items()):
+        _err(
+            f"{name}: HOST KEY CHANGED (trusted {changed_exc.known}, offered {changed_exc.offered}); "
+            "connection refused"
+        )
+
+
+def cmd_inventory_discover(args: argparse.Namespace) -> int:
+    """``itop inventory discover [SELECTOR] [--json]``."""
+    from itop_tui.ops.discovery import DiscoveryResult, FactDiscovery
+
+    services = _open(args)
+    services.require_writable("discover facts")
+    hosts = _select_some(services.inventory.load(), args.selector)
+    discovery = FactDiscovery(services)
+
+    def show(result: DiscoveryResult) -> None:
+        if args.json:
+            return
+        if result.ok and result.facts is not None:
+            facts = result.facts
+            summary = ", ".join(part for part in (
+                _os_text(facts),
+                f"{facts['cpu_count']} CPUs" if facts.get("cpu_count") else "",
+                format_bytes(facts.get("mem_total")),
+                f"up {format_duration(facts.get('uptime_seconds'))}"
+                if facts.get("uptime_seconds") is not None else "",
+            ) if part)
+            print(_clean(f"{result.host}: ok  {summary}"), flush=True)
+        else:
+            print(_clean(f"{result.host}: FAILED  {result.error}"), flush=True)
+
+    async def go() -> list[DiscoveryResult]:
+        try:
+            return await discovery.discover(hosts, on_result=show, forks=args.forks)
+        finally:
+            await services.close()
+
+    results = asyncio.run(go())
+    if args.json:
+        _print_json([r.to_dict() for r in results])
+    failed = [r for r in results if not r.ok]
+    _key_hints(discovery.unknown_keys, discovery.changed_keys)
+    for warning in discovery.warnings:
+        _err(f"warning: {warning}")
+    _err(f"discovered {len(results) - len(failed)} of {len(results)} hosts", prefix=False)
+    return EXIT_FAILED if failed else EXIT_OK
+
+
+# -- run -------------------------------------------------------------------------
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """``itop run SELECTOR -- COMMAND [--forks N] [--timeout S] [--json]``."""
+    from itop_tui.ops.fleet import FleetRunner
+    from itop_tui.services.transport import RunResult
+
+    # As with ssh, several words are joined by spaces and the remote shell
+    # reads them: `itop run all -- echo '$HOME'` expands on the host.
+    command = " ".join(args.command_words)
+    services = _open(args)
+    services.require_writable("run commands")
+    hosts = _select_some(services.inventory.load(), args.selector)
+    runner = FleetRunner(services)
+
+    async def go() -> list[RunResult]:
+        try:
+            return await runner.run(hosts, command, forks=args.forks, timeout=args.timeout)
+        finally:
+            await services.close()
+
+    results = asyncio.run(go())
+    if args.json:
+        _print_json([r.to_dict() for r in results])
+    else:
+        sys.stdout.write(format_groups(group_results(results)))
+    failed = [r for r in results if not r.ok]
+    _key_hints(runner.unknown_keys, runner.changed_keys)
+    for warning in runner.warnings:
+        _err(f"warning: {warning}")
+    if failed:
+        _err(f"{len(failed)} of {len(results)} hosts failed", prefix=False)
+    return EXIT_FAILED if failed else EXIT_OK
+
+
+# -- audit -----------------------------------------------------------------------
+
+
+def _event_line(event: AuditEvent) -> str:
+    detail = "" if event.detail in (None, {}) else json.dumps(event.detail, ensure_ascii=False)
+    return _clean(
+        f"{event.at}  #{event.seq}  {event.actor}@{event.origin}  {event.action}  "
+        f"{event.target}  {event.result}  {detail}"
+    ).rstrip()
+
+
+def cmd_audit_list(args: argparse.Namespace) -> int:
+    """``itop audit list [--json] [--since WHEN] [--action A] [--limit N]``."""
+    services = _open(args)
+    since = None
+    if args.since is not None:
+        since = datetime.fromtimestamp(parse_since(args.since, time.time()), UTC)
+    events = [e for e in services.audit.events(since=since)
+              if args.action is None or e.action == args.action]
+    if args.limit is not None:
+        events = events[-args.limit:]
+    if args.json:
+        _print_json([e.to_dict() for e in events])
+    else:
+        for event in events:
+            print(_event_line(event))
+        if not events:
+            _err("no audit events", prefix=False)
+    return EXIT_OK
+
+
+def cmd_audit_verify(args: argparse.Namespace) -> int:
+    """``itop audit verify``: exit 1 naming the first broken line."""
+    services = _open(args)
+    verification = services.audit.verify()
+    if verification.ok:
+        print(verification.message)
+        return EXIT_OK
+    _err(f"audit log broken: {verification.message}")
+    return EXIT_FAILED
+
+
+# -- trust -----------------------------------------------------------------------
+
+
+def cmd_trust(args: argparse.Namespace) -> int:
+    """``itop trust HOST [--yes]``."""
+    services = _open(args)
+    services.require_writable("trust host keys")
+    host = services.inventory.get_host(args.host)
+    if host is None:
+        raise _unknown_host(args.host)
+    if host.is_local:
+        raise UsageError(f"{host.name} is this machine (address local): there is no host key")
+    return asyncio.run(_trust(services, host, assume_yes=bool(args.yes)))
+
+
+async def _trust(services: Services, host: Host, *, assume_yes: bool) -> int:
+    """Fetch the key and trust it; unknown ProxyJump hops are offered first, one by one."""
+    pool = services.transports
+    try:
+        for _ in range(MAX_TRUST_STEPS):
+            try:
+                fingerprint, key_data = await pool.fetch_host_key(host)
+            except HostKeyUnknown as hop:
+                # A jump host on the way has an unknown key: it must be trusted first.
+                key_host = str(getattr(hop, "key_host", hop.host))
+                label = f"jump host {hop.host} (on the way to {host.name})"
+                if not _confirm_key(label, key_host, hop.port, hop.fingerprint, assume_yes):
+                    print("not trusted")
+                    return EXIT_FAILED
+                services.trust_host_key(key_host, hop.port, hop.key_data)
+                print(f"trusted {hop.fingerprint} for {key_host} port {hop.port}")
+                continue
+            except HostKeyChanged as exc:
+                raise OperationFailed(str(exc)) from None
+            endpoint = pool.endpoint(host)
+            status = pool.known_hosts.check(endpoint.key_host, endpoint.port, key_data)
+            where = f"{endpoint.key_host} port {endpoint.port}"
+            if status == "known":
+                print(f"{host.name} ({where}): key {fingerprint} is trusted already")
+                return EXIT_OK
+            if isinstance(status, tuple):
+                raise OperationFailed(
+                    f"{host.name} ({where}): HOST KEY CHANGED, refusing to trust it. "
+                    f"Trusted fingerprint {status[1]}, offered {fingerprint}. If the host was "
+                    f"really reinstalled, remove the old key from "
+                    f"{services.settings.known_hosts_path} first."
+                )
+            if not _confirm_key(host.name, endpoint.key_host, endpoint.port, fingerprint, assume_yes):
+                print("not trusted")
+                return EXIT_FAILED
+            services.trust_host_key(endpoint.key_host, endpoint.port, key_data)
+            print(f"trusted {fingerprint} for {host.name} ({where})")
+            return EXIT_OK
+        raise OperationFailed(f"{host.name}: too many jump hosts with unknown keys")
+    finally:
+        await services.close()
+
+
+def _confirm_key(label: str, address: str, port: int, fingerprint: str, assume_yes: bool) -> bool:
+    """Show the key and ask; True when it may be trusted."""
+    print(f"host:        {label}")
+    print(f"address:     {address}")
+    print(f"port:        {port}")
+    print(f"fingerprint: {fingerprint}")
+    if assume_yes:
+        return True
+    if not sys.stdin.isatty():
+        raise UsageError("not a terminal, cannot ask: check the fingerprint and pass --yes")
+    try:
+        answer = input("Trust this key? [y/N] ").strip().lower()
+    except EOFError:
+        return False
+    return answer in ("y", "yes")
