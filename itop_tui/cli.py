@@ -89,10 +89,25 @@ COMMANDS: list[tuple[str, str]] = [
 ]
 
 
+# Modules that add command groups. Each has ``COMMANDS`` (name, text) pairs for
+# the help and ``register(sub, add)`` adding its subparsers; they are imported
+# lazily so a capability's imports cost nothing to the other commands.
+EXTENSIONS: tuple[str, ...] = ()
+
+
+def _extensions() -> list[Any]:
+    import importlib
+
+    return [importlib.import_module(name) for name in EXTENSIONS]
+
+
 def _epilog() -> str:
-    width = max(len(name) for name, _ in COMMANDS)
+    commands = list(COMMANDS)
+    for module in _extensions():
+        commands += module.COMMANDS
+    width = max(len(name) for name, _ in commands)
     lines = ["commands:"]
-    lines += [f"  itop {name.ljust(width)}  {text}" for name, text in COMMANDS]
+    lines += [f"  itop {name.ljust(width)}  {text}" for name, text in commands]
     lines += [
         "",
         "Selectors: names, globs, groups, tag:X, status:production, web:db (union),",
@@ -121,7 +136,8 @@ def _global_options(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
                         help="refuse anything that changes hosts or records")
 
 
-def _positive_int(text: str) -> int:
+def positive_int(text: str) -> int:
+    """argparse type: a whole number of at least 1."""
     try:
         value = int(text)
     except ValueError:
@@ -131,7 +147,8 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def _positive_float(text: str) -> float:
+def positive_float(text: str) -> float:
+    """argparse type: a number of seconds above 0."""
     try:
         value = float(text)
     except ValueError:
@@ -222,16 +239,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add(inv, "discover", "gather facts of hosts and store them")
     p.add_argument("selector", nargs="?", default="all", help="host selector (default: all)")
-    p.add_argument("--forks", type=_positive_int, default=None, help="hosts at once")
+    p.add_argument("--forks", type=positive_int, default=None, help="hosts at once")
     p.add_argument("--json", action="store_true", help="print a JSON list of results")
     p.set_defaults(handler=cmd_inventory_discover)
 
     p = add(sub, "run", "run a command on hosts, output grouped by host")
     p.add_argument("selector", help="host selector")
     p.add_argument("words", nargs="*", metavar="COMMAND", help="the command, after --")
-    p.add_argument("--forks", type=_positive_int, default=None,
+    p.add_argument("--forks", type=positive_int, default=None,
                    help="hosts at once (default: run.forks)")
-    p.add_argument("--timeout", type=_positive_float, default=None,
+    p.add_argument("--timeout", type=positive_float, default=None,
                    help="seconds per host (default: run.timeout)")
     p.add_argument("--json", action="store_true", help="print a JSON list of results")
     p.set_defaults(handler=cmd_run)
@@ -244,7 +261,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--since", default=None, metavar="WHEN",
                    help="only events since a duration ago (30m, 24h, 7d) or an ISO time")
     p.add_argument("--action", default=None, help="only events of this action (e.g. run)")
-    p.add_argument("--limit", type=_positive_int, default=None, metavar="N",
+    p.add_argument("--limit", type=positive_int, default=None, metavar="N",
                    help="only the last N events")
     p.set_defaults(handler=cmd_audit_list)
     p = add(aud, "verify", "check the audit log's hash chain")
@@ -254,6 +271,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("host", help="host name")
     p.add_argument("--yes", action="store_true", help="trust without asking")
     p.set_defaults(handler=cmd_trust)
+
+    for module in _extensions():
+        module.register(sub, add)
     return parser
 
 
@@ -289,7 +309,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return _main(sys.argv[1:] if argv is None else argv)
     except KeyboardInterrupt:
-        _err("interrupted")
+        err("interrupted")
         return EXIT_INTERRUPTED
     except BrokenPipeError:
         # The reader went away (e.g. `itop audit list | head`): not an error.
@@ -301,7 +321,7 @@ def _main(argv: Sequence[str]) -> int:
     try:
         args = parse_args(argv)
     except UsageError as exc:
-        _err(str(exc), prefix=False)
+        err(str(exc), prefix=False)
         return EXIT_USAGE
     except SystemExit as exc:  # --help and --version exit through argparse
         return exc.code if isinstance(exc.code, int) else EXIT_OK
@@ -310,28 +330,29 @@ def _main(argv: Sequence[str]) -> int:
         return handler(args)
     except (ConfigError, StoreError, InventoryFileError, SelectorError, TimeSpecError,
             ExportError, UsageError) as exc:
-        _err(str(exc))
+        err(str(exc))
         return EXIT_USAGE
     except ValidationError as exc:
-        _err(f"invalid {exc.field}: {exc.message}")
+        err(f"invalid {exc.field}: {exc.message}")
         return EXIT_USAGE
     except (ReadOnlyError, OperationFailed, AuditError, TransportError) as exc:
-        _err(str(exc))
+        err(str(exc))
         return EXIT_FAILED
     except BrokenPipeError:
         raise  # handled in main(): the reader went away
     except OSError as exc:
         where = f"{exc.filename}: " if exc.filename else ""
-        _err(f"{where}{exc.strerror or exc}")
+        err(f"{where}{exc.strerror or exc}")
         return EXIT_FAILED
     except Exception as exc:  # noqa: BLE001 - the promise is: never a traceback
         if os.environ.get("ITOP_DEBUG"):
             traceback.print_exc()
-        _err(f"internal error: {type(exc).__name__}: {exc} (set ITOP_DEBUG=1 for details)")
+        err(f"internal error: {type(exc).__name__}: {exc} (set ITOP_DEBUG=1 for details)")
         return EXIT_FAILED
 
 
-def _err(message: str, *, prefix: bool = True) -> None:
+def err(message: str, *, prefix: bool = True) -> None:
+    """Print an ``itop:`` message on stderr."""
     print(f"itop: {message}" if prefix else message, file=sys.stderr)
 
 
@@ -341,22 +362,25 @@ def _silence_stdout() -> None:
     os.dup2(devnull, sys.stdout.fileno())
 
 
-def _settings(args: argparse.Namespace) -> Settings:
+def settings_for(args: argparse.Namespace) -> Settings:
+    """The settings the global options point at."""
     return load_settings(args.config, args.data_dir)
 
 
-def _open(args: argparse.Namespace) -> Services:
-    services = Services.open(_settings(args), origin="cli", read_only=bool(args.read_only))
+def open_services(args: argparse.Namespace) -> Services:
+    """Settings and services for a headless command, reporting store recoveries."""
+    services = Services.open(settings_for(args), origin="cli", read_only=bool(args.read_only))
     for message in services.recovery_messages:
-        _err(f"warning: {message}")
+        err(f"warning: {message}")
     return services
 
 
-def _print_json(data: Any, out: TextIO | None = None) -> None:
+def print_json(data: Any, out: TextIO | None = None) -> None:
+    """Print ``data`` as indented JSON (the ``--json`` form of every command)."""
     print(json.dumps(data, indent=2, ensure_ascii=False), file=out or sys.stdout)
 
 
-def _clean(value: object) -> str:
+def clean(value: object) -> str:
     """Text from hosts or files as safe to print on a terminal."""
     return strip_control("" if value is None else str(value))
 
@@ -375,7 +399,7 @@ def cmd_tui(args: argparse.Namespace) -> int:
             "the terminal UI needs a terminal (stdin and stdout are not one); "
             "see `itop --help` for the headless commands"
         )
-    settings = _settings(args)
+    settings = settings_for(args)
     services = Services.open(settings, origin="tui", read_only=bool(args.read_only))
     # Imported here so headless commands never load textual.
     from itop_tui.app import ItopApp
@@ -404,13 +428,15 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 # -- inventory -------------------------------------------------------------------
 
 
-def _select(inventory: Inventory, selector: str | None) -> list[Host]:
+def select_or_all(inventory: Inventory, selector: str | None) -> list[Host]:
+    """Hosts a selector picks, or every host when there is none."""
     if selector is None:
         return list(inventory.hosts.values())
     return select_hosts(inventory, selector)
 
 
-def _select_some(inventory: Inventory, selector: str) -> list[Host]:
+def select_some(inventory: Inventory, selector: str) -> list[Host]:
+    """Hosts a selector picks; a usage error when it picks none."""
     hosts = select_hosts(inventory, selector)
     if not hosts:
         raise UsageError(f"selector {selector!r} matches no host (see `itop inventory list`)")
@@ -447,7 +473,8 @@ def _os_text(facts: dict[str, Any]) -> str:
     return " ".join(str(facts[k]) for k in ("os_name", "os_version") if facts.get(k))
 
 
-def _table(rows: list[list[str]]) -> str:
+def table(rows: list[list[str]]) -> str:
+    """Rows as left-aligned columns."""
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip() for row in rows]
     return "\n".join(lines)
@@ -455,10 +482,10 @@ def _table(rows: list[list[str]]) -> str:
 
 def cmd_inventory_list(args: argparse.Namespace) -> int:
     """``itop inventory list [SELECTOR] [--json]``."""
-    services = _open(args)
-    hosts = _select(services.inventory.load(), args.selector)
+    services = open_services(args)
+    hosts = select_or_all(services.inventory.load(), args.selector)
     if args.json:
-        _print_json([host.to_dict() for host in hosts])
+        print_json([host.to_dict() for host in hosts])
         return EXIT_OK
     if not hosts:
         print("no hosts")
@@ -466,7 +493,7 @@ def cmd_inventory_list(args: argparse.Namespace) -> int:
     rows = [["NAME", "ADDRESS", "STATUS", "GROUPS", "OS", "CPUS", "MEMORY", "LAST SEEN"]]
     for host in hosts:
         facts = host.facts or {}
-        rows.append([_clean(cell) for cell in (
+        rows.append([clean(cell) for cell in (
             host.name,
             host.address or host.name,
             host.status,
@@ -476,7 +503,7 @@ def cmd_inventory_list(args: argparse.Namespace) -> int:
             format_bytes(facts.get("mem_total")),
             host.last_seen or "",
         )])
-    print(_table(rows))
+    print(table(rows))
     return EXIT_OK
 
 
@@ -528,14 +555,14 @@ def _show_lines(host: Host) -> list[str]:
 
 def cmd_inventory_show(args: argparse.Namespace) -> int:
     """``itop inventory show HOST [--json]``."""
-    services = _open(args)
+    services = open_services(args)
     host = services.inventory.get_host(args.host)
     if host is None:
         raise _unknown_host(args.host)
     if args.json:
-        _print_json(host.to_dict())
+        print_json(host.to_dict())
     else:
-        print("\n".join(_clean(line) for line in _show_lines(host)))
+        print("\n".join(clean(line) for line in _show_lines(host)))
     return EXIT_OK
 
 
@@ -543,7 +570,7 @@ def cmd_inventory_import(args: argparse.Namespace) -> int:
     """``itop inventory import FILE [--format ...] [--json]``."""
     from itop_tui.services.importers import import_file
 
-    services = _open(args)
+    services = open_services(args)
     services.require_writable("import an inventory")
     result = import_file(args.file, args.format)
     added, updated = services.inventory.upsert_hosts(list(result.hosts))
@@ -562,9 +589,9 @@ def cmd_inventory_import(args: argparse.Namespace) -> int:
     }
     services.audit.append("inventory.import", str(Path(args.file).absolute()), summary)
     for warning in result.warnings:
-        _err(f"warning: {_clean(warning)}")
+        err(f"warning: {clean(warning)}")
     if args.json:
-        _print_json(summary)
+        print_json(summary)
     else:
         print(
             f"{args.file}: {summary['hosts']} hosts ({added} added, {updated} updated, "
@@ -577,7 +604,7 @@ def cmd_inventory_export(args: argparse.Namespace) -> int:
     """``itop inventory export --format ansible|csv|json [-o FILE]``."""
     from itop_tui.services.exporters import export_inventory  # only this command needs it
 
-    services = _open(args)
+    services = open_services(args)
     inventory = services.inventory.load()
     text = export_inventory(inventory, args.format)
     if args.output is None:
@@ -587,7 +614,7 @@ def cmd_inventory_export(args: argparse.Namespace) -> int:
     temp = output.with_name(f".{output.name}.itop-tmp")
     temp.write_text(text, encoding="utf-8")
     os.replace(temp, output)
-    _err(f"wrote {len(inventory.hosts)} hosts to {output}", prefix=False)
+    err(f"wrote {len(inventory.hosts)} hosts to {output}", prefix=False)
     return EXIT_OK
 
 
@@ -600,7 +627,7 @@ def _parse_var(text: str) -> tuple[str, str]:
 
 def cmd_inventory_add(args: argparse.Namespace) -> int:
     """``itop inventory add NAME [options]``."""
-    services = _open(args)
+    services = open_services(args)
     services.require_writable("add hosts")
     host = Host(
         name=args.name,
@@ -633,7 +660,7 @@ def cmd_inventory_add(args: argparse.Namespace) -> int:
 
 def cmd_inventory_remove(args: argparse.Namespace) -> int:
     """``itop inventory remove NAME``."""
-    services = _open(args)
+    services = open_services(args)
     services.require_writable("remove hosts")
     if not services.inventory.remove_host(args.name):
         raise _unknown_host(args.name)
@@ -686,7 +713,7 @@ def parse_assignments(host: Host, assignments: list[str]) -> dict[str, Any]:
 
 def cmd_inventory_set(args: argparse.Namespace) -> int:
     """``itop inventory set NAME FIELD=VALUE...``."""
-    services = _open(args)
+    services = open_services(args)
     services.require_writable("change hosts")
     host = services.inventory.get_host(args.name)
     if host is None:
@@ -704,12 +731,12 @@ def cmd_inventory_set(args: argparse.Namespace) -> int:
 def _key_hints(unknown: dict[str, HostKeyUnknown], changed: dict[str, HostKeyChanged]) -> None:
     for name, exc in sorted(unknown.items()):
         key_host = getattr(exc, "key_host", exc.host)
-        _err(
+        err(
             f"{name}: unknown host key of {key_host} port {exc.port}, fingerprint "
             f"{exc.fingerprint}; check it, then trust it with `itop trust {name}`"
         )
     for name, changed_exc in sorted(changed.items()):
-        _err(
+        err(
             f"{name}: HOST KEY CHANGED (trusted {changed_exc.known}, offered {changed_exc.offered}); "
             "connection refused"
         )
@@ -719,9 +746,9 @@ def cmd_inventory_discover(args: argparse.Namespace) -> int:
     """``itop inventory discover [SELECTOR] [--json]``."""
     from itop_tui.ops.discovery import DiscoveryResult, FactDiscovery
 
-    services = _open(args)
+    services = open_services(args)
     services.require_writable("discover facts")
-    hosts = _select_some(services.inventory.load(), args.selector)
+    hosts = select_some(services.inventory.load(), args.selector)
     discovery = FactDiscovery(services)
 
     def show(result: DiscoveryResult) -> None:
@@ -736,9 +763,9 @@ def cmd_inventory_discover(args: argparse.Namespace) -> int:
                 f"up {format_duration(facts.get('uptime_seconds'))}"
                 if facts.get("uptime_seconds") is not None else "",
             ) if part)
-            print(_clean(f"{result.host}: ok  {summary}"), flush=True)
+            print(clean(f"{result.host}: ok  {summary}"), flush=True)
         else:
-            print(_clean(f"{result.host}: FAILED  {result.error}"), flush=True)
+            print(clean(f"{result.host}: FAILED  {result.error}"), flush=True)
 
     async def go() -> list[DiscoveryResult]:
         try:
@@ -748,12 +775,12 @@ def cmd_inventory_discover(args: argparse.Namespace) -> int:
 
     results = asyncio.run(go())
     if args.json:
-        _print_json([r.to_dict() for r in results])
+        print_json([r.to_dict() for r in results])
     failed = [r for r in results if not r.ok]
     _key_hints(discovery.unknown_keys, discovery.changed_keys)
     for warning in discovery.warnings:
-        _err(f"warning: {warning}")
-    _err(f"discovered {len(results) - len(failed)} of {len(results)} hosts", prefix=False)
+        err(f"warning: {warning}")
+    err(f"discovered {len(results) - len(failed)} of {len(results)} hosts", prefix=False)
     return EXIT_FAILED if failed else EXIT_OK
 
 
@@ -768,9 +795,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     # As with ssh, several words are joined by spaces and the remote shell
     # reads them: `itop run all -- echo '$HOME'` expands on the host.
     command = " ".join(args.command_words)
-    services = _open(args)
+    services = open_services(args)
     services.require_writable("run commands")
-    hosts = _select_some(services.inventory.load(), args.selector)
+    hosts = select_some(services.inventory.load(), args.selector)
     runner = FleetRunner(services)
 
     async def go() -> list[RunResult]:
@@ -781,15 +808,15 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     results = asyncio.run(go())
     if args.json:
-        _print_json([r.to_dict() for r in results])
+        print_json([r.to_dict() for r in results])
     else:
         sys.stdout.write(format_groups(group_results(results)))
     failed = [r for r in results if not r.ok]
     _key_hints(runner.unknown_keys, runner.changed_keys)
     for warning in runner.warnings:
-        _err(f"warning: {warning}")
+        err(f"warning: {warning}")
     if failed:
-        _err(f"{len(failed)} of {len(results)} hosts failed", prefix=False)
+        err(f"{len(failed)} of {len(results)} hosts failed", prefix=False)
     return EXIT_FAILED if failed else EXIT_OK
 
 
@@ -798,7 +825,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def _event_line(event: AuditEvent) -> str:
     detail = "" if event.detail in (None, {}) else json.dumps(event.detail, ensure_ascii=False)
-    return _clean(
+    return clean(
         f"{event.at}  #{event.seq}  {event.actor}@{event.origin}  {event.action}  "
         f"{event.target}  {event.result}  {detail}"
     ).rstrip()
@@ -806,7 +833,7 @@ def _event_line(event: AuditEvent) -> str:
 
 def cmd_audit_list(args: argparse.Namespace) -> int:
     """``itop audit list [--json] [--since WHEN] [--action A] [--limit N]``."""
-    services = _open(args)
+    services = open_services(args)
     since = None
     if args.since is not None:
         since = datetime.fromtimestamp(parse_since(args.since, time.time()), UTC)
@@ -815,23 +842,23 @@ def cmd_audit_list(args: argparse.Namespace) -> int:
     if args.limit is not None:
         events = events[-args.limit:]
     if args.json:
-        _print_json([e.to_dict() for e in events])
+        print_json([e.to_dict() for e in events])
     else:
         for event in events:
             print(_event_line(event))
         if not events:
-            _err("no audit events", prefix=False)
+            err("no audit events", prefix=False)
     return EXIT_OK
 
 
 def cmd_audit_verify(args: argparse.Namespace) -> int:
     """``itop audit verify``: exit 1 naming the first broken line."""
-    services = _open(args)
+    services = open_services(args)
     verification = services.audit.verify()
     if verification.ok:
         print(verification.message)
         return EXIT_OK
-    _err(f"audit log broken: {verification.message}")
+    err(f"audit log broken: {verification.message}")
     return EXIT_FAILED
 
 
@@ -840,7 +867,7 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
 
 def cmd_trust(args: argparse.Namespace) -> int:
     """``itop trust HOST [--yes]``."""
-    services = _open(args)
+    services = open_services(args)
     services.require_writable("trust host keys")
     host = services.inventory.get_host(args.host)
     if host is None:
