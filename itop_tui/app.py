@@ -1,0 +1,221 @@
+"""ItopApp: the terminal console, one Textual mode per pane.
+
+The app is handed its :class:`~itop_tui.services.context.Services` from
+outside (the CLI, or a test with a temp data dir), so that nothing in the UI
+decides where data lives or how hosts are reached.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from functools import partial
+from typing import ClassVar
+
+from textual import events
+from textual.app import App
+from textual.binding import Binding, BindingType
+from textual.content import Content
+from textual.screen import Screen
+
+from itop_tui.commands import HostCommands
+from itop_tui.domain.models import Inventory
+from itop_tui.screens.help import HelpScreen, collect_help
+from itop_tui.screens.inventory import InventoryScreen
+from itop_tui.services.context import Services
+from itop_tui.widgets.host_table import Clock
+
+
+@dataclass(frozen=True)
+class Pane:
+    """A pane of the console: its mode name, title, switch key and screen factory."""
+
+    mode: str
+    title: str
+    key: str
+    screen: Callable[[Services, Clock], Screen[None]]
+
+
+PANES: tuple[Pane, ...] = (
+    Pane("inventory", "Inventory", "1", InventoryScreen),
+    # Pane("performance", "Performance", "2", PerformanceScreen),  -- one line per working pane
+)
+"""The panes that work; only these are shown. Adding a pane is one line here."""
+
+INVENTORY_MODE = "inventory"
+
+KEY_SETTLE_TIMEOUT = 1.0
+"""Seconds after which a key whose handling cannot be observed stops holding the next."""
+KEY_SETTLE_ROUNDS = 2
+"""Rounds of "every node has processed what it had queued" after a key's own handling:
+enough for a binding's messages and the messages their handlers post (a button's
+Pressed, then the dialog dismissed and the next one pushed)."""
+
+
+class ItopApp(App[None]):
+    """The itop console.
+
+    Args:
+        services: The opened services (settings, inventory, audit, transports).
+        clock: Gives "now" (UTC) for ages shown in tables; tests pass a fixed one.
+    """
+
+    CSS_PATH = "app.tcss"
+    TITLE = "itop"
+    COMMANDS = App.COMMANDS | {HostCommands}
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("q", "quit", "Quit"),
+        Binding("question_mark,f1", "help", "Help", key_display="?"),
+        *(
+            Binding(pane.key, f"switch_mode('{pane.mode}')", pane.title, show=len(PANES) > 1)
+            for pane in PANES
+        ),
+    ]
+
+    def __init__(self, services: Services, *, clock: Clock | None = None) -> None:
+        """Build the app around ``services``; nothing is read until it runs."""
+        super().__init__()
+        self.services = services
+        self.clock: Clock = clock or (lambda: datetime.now(UTC))
+        self.inventory: Inventory | None = None
+        """The latest inventory snapshot a pane loaded (the command palette searches it)."""
+        # Animations cost bytes on every frame; over a slow SSH link that is lag.
+        self.animation_level = "none"
+        self.sub_title = (
+            f"{services.actor} ({services.role}) · {services.settings.config_label}"
+        )
+        for pane in PANES:
+            self.add_mode(pane.mode, partial(pane.screen, services, self.clock))
+        self._pending_keys: deque[events.Key] = deque()
+        self._key_in_flight = 0
+        """Serial number of the key being handled, 0 when none is."""
+        self._key_serial = 0
+        self._key_timeout: asyncio.TimerHandle | None = None
+
+    def on_mount(self) -> None:
+        """Apply the configured theme, open the first pane, show store recoveries."""
+        theme = self.services.settings.theme
+        if theme in self.available_themes:
+            self.theme = theme
+        else:
+            self.notify(
+                f"Unknown theme {theme!r}; using {self.theme}. "
+                f"Themes: {', '.join(sorted(self.available_themes))}",
+                severity="warning",
+                markup=False,
+            )
+        self.switch_mode(PANES[0].mode)
+        for message in self.services.recovery_messages:
+            self.notify(message, title="Store recovered", severity="warning", timeout=20, markup=False)
+
+    async def on_unmount(self) -> None:
+        """Close pooled SSH connections while their event loop still runs."""
+        await self.services.close()
+
+    # -- keys in order ------------------------------------------------------
+    #
+    # Textual hands each key to the widget focused *when the app reads it*,
+    # while focus changes happen later, when a widget or a binding handles
+    # an earlier key. Keys that arrive together (fast typing; a slow SSH link
+    # that delivers a stall's worth of keystrokes at once) then went to the
+    # widget focused before "/" or "r" took effect: typed text was lost, or a
+    # letter meant for the filter ran an action. So the app lets one key be
+    # handled completely (by the focused widget, its parents and the app's
+    # bindings, then what those set off) before it routes the next, which is
+    # what typing slowly gives.
+
+    async def on_event(self, event: events.Event) -> None:
+        """Route keys one at a time; everything else as Textual does."""
+        if isinstance(event, events.Key) and not event.is_forwarded:
+            if self._key_in_flight:
+                self._pending_keys.append(event)
+            else:
+                await self._route_key(event)
+            return
+        await super().on_event(event)
+
+    async def _route_key(self, event: events.Key) -> None:
+        self._key_serial += 1
+        serial = self._key_in_flight = self._key_serial
+        target = self.focused or self.screen
+        await super().on_event(event)
+        # The key (if it was not consumed) bubbles from the target to the app;
+        # a callback queued on each node in turn runs after the key passed it.
+        chain = [n for n in target.ancestors_with_self if n is not self]
+        self._key_timeout = asyncio.get_running_loop().call_later(
+            KEY_SETTLE_TIMEOUT, self.call_later, self._key_settled, serial
+        )
+        self._after_key([*chain, self], serial)
+
+    def _after_key(self, nodes: list[object], serial: int) -> None:
+        """Follow the key up its bubbling path, one node after the other."""
+        while nodes:
+            node, nodes = nodes[0], nodes[1:]
+            call_later = getattr(node, "call_later", None)
+            if call_later is not None and call_later(self._after_key, nodes, serial):
+                return
+        self._settle_round(serial, KEY_SETTLE_ROUNDS)
+
+    def _settle_round(self, serial: int, rounds: int) -> None:
+        """Wait until every node of the current screen has processed its queue."""
+        if serial != self._key_in_flight:
+            return
+        if rounds <= 0:
+            self._key_settled(serial)
+            return
+        nodes = [self, *self.screen.walk_children(with_self=True)]
+        remaining = len(nodes)
+
+        def node_done() -> None:
+            nonlocal remaining
+            remaining -= 1
+            if remaining == 0:
+                self._settle_round(serial, rounds - 1)
+
+        for node in nodes:
+            if not node.call_later(node_done):
+                node_done()
+
+    def _key_settled(self, serial: int) -> None:
+        if serial != self._key_in_flight:
+            return  # a late timeout or callback for a key already settled
+        self._key_in_flight = 0
+        if self._key_timeout is not None:
+            self._key_timeout.cancel()
+            self._key_timeout = None
+        if self._pending_keys:
+            self.call_next(self._route_key, self._pending_keys.popleft())
+
+    def format_title(self, title: str, sub_title: str) -> Content:
+        """``itop · Inventory [READ-ONLY] — user (role) · config`` for the header."""
+        parts: list[Content | tuple[str, str] | str] = [(self.TITLE or "itop", "bold")]
+        if title and title != self.TITLE:
+            parts += [(" · ", "dim"), Content(title)]
+        if self.services.read_only:
+            parts += [" ", (" READ-ONLY ", "bold reverse $error")]
+        if sub_title:
+            parts += [(" — ", "dim"), Content(sub_title).stylize("dim")]
+        return Content.assemble(*parts)
+
+    def action_help(self) -> None:
+        """Show the bindings of the current screen and the app."""
+        if isinstance(self.screen, HelpScreen):
+            self.screen.dismiss(None)
+            return
+        self.push_screen(HelpScreen(collect_help(self.screen)))
+
+    def on_inventory_screen_inventory_loaded(
+        self, message: InventoryScreen.InventoryLoaded
+    ) -> None:
+        """Keep the latest snapshot for the command palette."""
+        self.inventory = message.inventory
+
+    def jump_to_host(self, name: str) -> None:
+        """Open the Inventory pane with the cursor on host ``name``."""
+        self.switch_mode(INVENTORY_MODE)
+        screen = self.screen
+        if isinstance(screen, InventoryScreen):
+            screen.focus_host(name)

@@ -1,0 +1,533 @@
+"""The Inventory pane: the fleet as a table, filtered, sorted, acted on.
+
+The inventory is read once per change in a thread worker; filtering and
+sorting then work on that snapshot in memory, so typing in the filter never
+touches the store. Every action that talks to hosts or writes the store runs
+in a worker that ends by posting a message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import ClassVar
+
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal, Vertical
+from textual.message import Message
+from textual.screen import Screen
+from textual.timer import Timer
+from textual.widgets import Footer, Header, Input, Label, ProgressBar, Static
+from textual.worker import Worker, WorkerState
+
+from itop_tui.domain.models import Host, Inventory
+from itop_tui.domain.selectors import SelectorError, host_text, select_hosts
+from itop_tui.ops.discovery import DiscoveryResult, FactDiscovery
+from itop_tui.screens.confirm import ChoiceDialog
+from itop_tui.screens.host_form import HostForm
+from itop_tui.screens.import_dialog import ImportDialog, ImportOutcome
+from itop_tui.screens.run_dialog import RunDialog, RunOutcome
+from itop_tui.screens.trust_dialog import TrustDialog
+from itop_tui.screens.worker_errors import ReportsWorkerErrors
+from itop_tui.services.context import Services
+from itop_tui.services.transport import HostKeyUnknown
+from itop_tui.widgets.filter_input import FilterInput
+from itop_tui.widgets.group_tree import GroupTree, TreeEntry, build_tree_entries
+from itop_tui.widgets.host_detail import HostDetail
+from itop_tui.widgets.host_table import COLUMNS, Clock, HostRow, HostTable, host_row
+
+Targets = Callable[[list[Host]], None]
+
+DETAIL_DELAY = 0.08
+"""Seconds the cursor must rest before the detail panel is redrawn.
+
+Redrawing the panel costs about 4 KB of terminal output; holding an arrow
+key down would otherwise send that for every row passed, which a slow SSH
+link feels."""
+
+
+@dataclass(frozen=True)
+class FilterResult:
+    """Which hosts a filter text picks (by name, in inventory order), and how the
+    text was read: ``all`` (blank), ``selector`` or ``text``."""
+
+    names: list[str]
+    mode: str
+
+
+def match_filter(inventory: Inventory, haystacks: dict[str, str], text: str) -> FilterResult:
+    """Apply the filter box's ``text`` to ``inventory``.
+
+    As ``filter_hosts`` in the selectors module: a selector that picks hosts
+    is used as a selector; anything else (a plain word that names no group
+    or host, text that does not parse) matches hosts whose text contains
+    every word. ``haystacks`` holds that text per host, computed once per load.
+    """
+    text = text.strip()
+    if not text:
+        return FilterResult(list(inventory.hosts), "all")
+    try:
+        selected = select_hosts(inventory, text)
+    except SelectorError:
+        selected = []
+    if selected:
+        return FilterResult([h.name for h in selected], "selector")
+    words = text.lower().split()
+    names = [n for n, hay in haystacks.items() if all(w in hay for w in words)]
+    return FilterResult(names, "text")
+
+
+class InventoryScreen(ReportsWorkerErrors, Screen[None]):
+    """Hosts with a group tree, a filter, a detail panel and actions by key."""
+
+    TITLE = "Inventory"
+    AUTO_FOCUS = "HostTable"
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("slash", "focus_filter", "Filter"),
+        Binding("d", "discover", "Discover"),
+        Binding("r", "run", "Run"),
+        Binding("a", "add_host", "Add"),
+        Binding("e", "edit_host", "Edit"),
+        Binding("i", "import_file", "Import"),
+        Binding("t", "trust_keys", "Trust keys"),
+        Binding("f5", "reload", "Reload", show=False),
+        Binding("escape", "escape", "Cancel / show all", show=False),
+    ]
+
+    class InventoryLoaded(Message):
+        """A fresh inventory snapshot, with what the widgets need precomputed.
+
+        Bubbles to the app, which keeps the snapshot for the command palette.
+        """
+
+        def __init__(
+            self,
+            inventory: Inventory,
+            rows: list[HostRow],
+            tree: list[TreeEntry],
+            haystacks: dict[str, str],
+            focus: str | None,
+        ) -> None:
+            super().__init__()
+            self.inventory = inventory
+            self.rows = rows
+            self.tree = tree
+            self.haystacks = haystacks
+            self.focus = focus
+
+    class DiscoveryProgress(Message):
+        """One host's discovery finished."""
+
+        def __init__(self, result: DiscoveryResult) -> None:
+            super().__init__()
+            self.result = result
+
+    class DiscoveryEnded(Message):
+        """A discovery finished or was cancelled."""
+
+        def __init__(
+            self,
+            results: list[DiscoveryResult],
+            unknown_keys: dict[str, HostKeyUnknown],
+            warnings: list[str],
+            cancelled: bool,
+        ) -> None:
+            super().__init__()
+            self.results = results
+            self.unknown_keys = unknown_keys
+            self.warnings = warnings
+            self.cancelled = cancelled
+
+    def __init__(self, services: Services, clock: Clock | None = None) -> None:
+        """Show ``services``' inventory; ``clock`` gives "now" for ages (tests fix it)."""
+        super().__init__()
+        self.services = services
+        self.clock: Clock = clock or (lambda: datetime.now(UTC))
+        self.inventory: Inventory | None = None
+        self.haystacks: dict[str, str] = {}
+        self.tree_selector = "all"
+        self.tree_label = "All hosts"
+        self.tree_names: set[str] | None = None
+        self.filter_result = FilterResult([], "all")
+        self.pending_keys: dict[str, HostKeyUnknown] = {}
+        self.operation: Worker[None] | None = None
+        self._discovered = 0
+        self._detail_timer: Timer | None = None
+        self._detail_host: Host | None = None
+
+    # -- layout -----------------------------------------------------------
+
+    def compose(self) -> ComposeResult:
+        """Tree on the left; filter, table, status and detail on the right."""
+        yield Header(icon="≡")
+        with Horizontal(id="inventory-body"):
+            yield GroupTree(id="group-tree")
+            with Vertical(id="inventory-main"):
+                yield FilterInput(id="filter")
+                yield HostTable(id="hosts", clock=self.clock)
+                yield Static("Loading the inventory…", id="inventory-status", markup=False)
+                yield HostDetail(id="host-detail")
+        with Horizontal(id="operation"):
+            yield Label("", id="operation-label", markup=False)
+            yield ProgressBar(id="operation-progress", show_eta=False)
+        yield Footer()
+
+    def on_mount(self) -> None:
+        """Start loading the inventory."""
+        self.query_one("#operation").display = False
+        self.load_inventory()
+
+    @property
+    def table(self) -> HostTable:
+        """The host table."""
+        return self.query_one("#hosts", HostTable)
+
+    # -- loading ----------------------------------------------------------
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="load", description="Load inventory")
+    def load_inventory(self, focus: str | None = None) -> None:
+        """Read the inventory and precompute rows, tree and search text (in a thread)."""
+        inventory = self.services.inventory.load()
+        now = self.clock()
+        rows = [host_row(h, now) for h in inventory.hosts.values()]
+        tree = build_tree_entries(inventory)
+        haystacks = {name: host_text(h) for name, h in inventory.hosts.items()}
+        self.post_message(self.InventoryLoaded(inventory, rows, tree, haystacks, focus))
+
+    def on_inventory_screen_inventory_loaded(self, message: InventoryLoaded) -> None:
+        """Show the snapshot: rows, tree, then the current filters on top."""
+        self.inventory = message.inventory
+        self.haystacks = message.haystacks
+        self.query_one(GroupTree).show_entries(message.tree)
+        if self.tree_selector != "all":
+            self._select_tree(self.tree_selector, self.tree_label)
+        self.table.set_rows(message.rows)
+        self._refilter()
+        if message.focus:
+            self.focus_host(message.focus)
+
+    def action_reload(self) -> None:
+        """Read the inventory again (it may have been changed by another itop)."""
+        host = self.table.cursor_host
+        self.load_inventory(host.name if host else None)
+
+    # -- filtering --------------------------------------------------------
+
+    def _select_tree(self, selector: str, label: str) -> None:
+        assert self.inventory is not None
+        self.tree_selector = selector
+        self.tree_label = label
+        if selector == "all":
+            self.tree_names = None
+            return
+        try:
+            self.tree_names = {h.name for h in select_hosts(self.inventory, selector)}
+        except SelectorError:
+            # A group name that is not a valid selector: match it as a group.
+            self.tree_names = self.inventory.group_members(selector)
+
+    def _refilter(self) -> None:
+        inventory = self.inventory
+        if inventory is None:
+            return
+        text = self.query_one(FilterInput).value
+        self.filter_result = match_filter(inventory, self.haystacks, text)
+        names = self.filter_result.names
+        if self.tree_names is not None:
+            names = [n for n in names if n in self.tree_names]
+        self.table.show(names)
+
+    @on(Input.Changed, "#filter")
+    def _filter_changed(self) -> None:
+        self._refilter()
+
+
+    @on(GroupTree.SelectorChosen)
+    def _tree_chosen(self, message: GroupTree.SelectorChosen) -> None:
+        if self.inventory is None:
+            return
+        self._select_tree(message.selector, message.label)
+        self._refilter()
+
+    def action_focus_filter(self) -> None:
+        """Put the cursor in the filter box (at once, not scheduled like ``focus()``)."""
+        self.set_focus(self.query_one(FilterInput))
+
+    def clear_filters(self) -> None:
+        """Show every host: empty filter box, tree back on "All hosts"."""
+        if self.inventory is not None:
+            self._select_tree("all", "All hosts")
+        filter_input = self.query_one(FilterInput)
+        with self.prevent(Input.Changed):
+            filter_input.value = ""
+        self._refilter()
+
+    def focus_host(self, name: str) -> None:
+        """Put the table's cursor on host ``name``, clearing filters that hide it."""
+        table = self.table
+        if not table.move_to_host(name):
+            self.clear_filters()
+            table.move_to_host(name)
+        self.set_focus(table)
+
+    # -- status and detail ------------------------------------------------
+
+    @on(HostTable.CursorMoved)
+    def _cursor_moved(self, message: HostTable.CursorMoved) -> None:
+        self._detail_host = message.host
+        if self._detail_timer is not None:
+            self._detail_timer.stop()
+        self._detail_timer = self.set_timer(DETAIL_DELAY, self._show_detail)
+
+    def _show_detail(self) -> None:
+        self._detail_timer = None
+        self.query_one(HostDetail).show_host(self._detail_host)
+
+    @on(HostTable.HostChosen)
+    def _host_chosen(self) -> None:
+        self.query_one(HostDetail).focus()
+
+    @on(HostTable.ViewChanged)
+    def _view_changed(self) -> None:
+        # One fixed-height line: no layout pass, so only this line is repainted.
+        self.query_one("#inventory-status", Static).update(self.status_text(), layout=False)
+
+    def status_text(self) -> str:
+        """``12 of 340 hosts · group web · selector web:&prod · 2 marked · sort name ▲``."""
+        table = self.table
+        if self.inventory is None:
+            return "Loading the inventory…"
+        parts = [f"{table.row_count:,} of {table.total_count:,} hosts"]
+        if self.tree_selector != "all":
+            parts.append(f"tree: {self.tree_label}")
+        text = self.query_one(FilterInput).value.strip()
+        if text:
+            kind = "selector" if self.filter_result.mode == "selector" else "text"
+            parts.append(f"{kind}: {text}")
+        if table.marked:
+            parts.append(f"{len(table.marked)} marked")
+        label = next(c.label for c in COLUMNS if c.key == table.sort_column)
+        parts.append(f"sort: {label} {'▼' if table.sort_reverse else '▲'}")
+        if self.pending_keys:
+            parts.append(f"{len(self.pending_keys)} unknown host keys (t)")
+        if self.services.read_only:
+            parts.append("READ-ONLY")
+        return " · ".join(parts)
+
+    # -- choosing targets -------------------------------------------------
+
+    def _blocked(self, what: str) -> bool:
+        """True (with a notice) when read-only mode forbids ``what``."""
+        if self.services.read_only:
+            self.app.notify(
+                f"Read-only mode: {what} is disabled.",
+                title="READ-ONLY",
+                severity="warning",
+                markup=False,
+            )
+            return True
+        return False
+
+    def with_targets(self, verb: str, then: Targets) -> None:
+        """Call ``then`` with the hosts to act on.
+
+        Marked hosts when there are any; otherwise the cursor host, or, when
+        more hosts are shown, whichever of the two the user picks.
+        """
+        table = self.table
+        marked = table.marked_hosts()
+        if marked:
+            then(marked)
+            return
+        cursor = table.cursor_host
+        if cursor is None:
+            self.app.notify(f"No host to {verb}.", severity="warning", markup=False)
+            return
+        shown = table.visible_hosts
+        if len(shown) <= 1:
+            then([cursor])
+            return
+
+        def chosen(choice: str | None) -> None:
+            if choice == "cursor":
+                then([cursor])
+            elif choice == "shown":
+                then(shown)
+
+        self.app.push_screen(
+            ChoiceDialog(
+                f"{verb.capitalize()} which hosts? (space marks hosts)",
+                [(f"Only {cursor.name}", "cursor"), (f"All {len(shown):,} shown hosts", "shown")],
+            ),
+            chosen,
+        )
+
+    # -- discovery --------------------------------------------------------
+
+    def action_discover(self) -> None:
+        """Discover facts of the selection."""
+        if self._blocked("discovering facts"):
+            return
+        if self.operation is not None and self.operation.is_running:
+            self.app.notify("An operation is running; Esc cancels it.", markup=False)
+            return
+        self.with_targets("discover facts of", self._start_discovery)
+
+    def _start_discovery(self, hosts: list[Host]) -> None:
+        self._discovered = 0
+        self._show_operation(f"Discovering facts of {len(hosts)} hosts (Esc cancels)", len(hosts))
+        self.operation = self._discover(hosts)
+
+    @work(exclusive=True, exit_on_error=False, group="operation", description="Discover facts")
+    async def _discover(self, hosts: list[Host]) -> None:
+        discovery = FactDiscovery(self.services)
+
+        def finished(result: DiscoveryResult) -> None:
+            self.post_message(self.DiscoveryProgress(result))
+
+        try:
+            results = await discovery.discover(hosts, on_result=finished)
+        except asyncio.CancelledError:
+            self.post_message(
+                self.DiscoveryEnded([], dict(discovery.unknown_keys), discovery.warnings, True)
+            )
+            raise
+        self.post_message(
+            self.DiscoveryEnded(results, dict(discovery.unknown_keys), discovery.warnings, False)
+        )
+
+    def on_inventory_screen_discovery_progress(self, message: DiscoveryProgress) -> None:
+        """Advance the progress bar."""
+        self._discovered += 1
+        self.query_one("#operation-progress", ProgressBar).advance(1)
+
+    def on_inventory_screen_discovery_ended(self, message: DiscoveryEnded) -> None:
+        """Summarize, remember unknown host keys, and reload to show the new facts."""
+        self._hide_operation()
+        self.pending_keys.update(message.unknown_keys)
+        ok = [r for r in message.results if r.ok]
+        failed = [r for r in message.results if not r.ok]
+        if message.cancelled:
+            summary = f"Discovery cancelled after {self._discovered} hosts."
+        else:
+            summary = f"Facts of {len(ok)} host{'s' if len(ok) != 1 else ''} stored."
+        if failed:
+            summary += f" {len(failed)} failed: " + "; ".join(
+                f"{r.host}: {r.error}" for r in failed[:3]
+            )
+        if message.unknown_keys:
+            summary += " Press t to review unknown host keys."
+        self.app.notify(
+            summary, severity="warning" if failed or message.cancelled else "information",
+            timeout=10, markup=False,
+        )
+        for warning in message.warnings:
+            self.app.notify(warning, severity="warning", markup=False)
+        self.action_reload()
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        """A failed operation (reported by the mixin) must not leave its progress bar
+        up, nor a failed load its "Loading" line."""
+        if event.state is not WorkerState.ERROR:
+            return
+        if event.worker is self.operation:
+            self._hide_operation()
+        elif event.worker.group == "load" and self.inventory is None:
+            self.query_one("#inventory-status", Static).update(
+                "Could not load the inventory (see the notice). F5 tries again.", layout=False
+            )
+
+    def _show_operation(self, label: str, total: int) -> None:
+        self.query_one("#operation-label", Label).update(label)
+        self.query_one("#operation-progress", ProgressBar).update(total=total, progress=0)
+        self.query_one("#operation").display = True
+
+    def _hide_operation(self) -> None:
+        self.query_one("#operation").display = False
+
+    def action_escape(self) -> None:
+        """Cancel a running operation; otherwise clear marks, then filters."""
+        if self.operation is not None and self.operation.is_running:
+            self.operation.cancel()
+            self.app.notify("Cancelling…", markup=False)
+        elif self.table.marked:
+            self.table.action_unmark_all()
+        else:
+            self.clear_filters()
+
+    # -- run, add, edit, import, trust ------------------------------------
+
+    def action_run(self) -> None:
+        """Run a command on the selection."""
+        if self._blocked("running commands"):
+            return
+        self.with_targets("run a command on", self._open_run)
+
+    def _open_run(self, hosts: list[Host]) -> None:
+        def closed(outcome: RunOutcome | None) -> None:
+            if outcome is None:
+                return
+            self.pending_keys.update(outcome.unknown_keys)
+            if outcome.results:
+                self.action_reload()  # last_seen changed
+            self._view_changed()
+
+        self.app.push_screen(RunDialog(self.services, hosts), closed)
+
+    def action_add_host(self) -> None:
+        """Add a host with a form."""
+        if self._blocked("adding hosts"):
+            return
+        self.app.push_screen(HostForm(self.services), self._host_saved)
+
+    def action_edit_host(self) -> None:
+        """Edit the cursor host with a form."""
+        if self._blocked("editing hosts"):
+            return
+        host = self.table.cursor_host
+        if host is None:
+            self.app.notify("No host to edit.", severity="warning", markup=False)
+            return
+        self.app.push_screen(HostForm(self.services, host), self._host_saved)
+
+    def _host_saved(self, host: Host | None) -> None:
+        if host is not None:
+            self.app.notify(f"Saved {host.name}.", markup=False)
+            self.load_inventory(host.name)
+
+    def action_import_file(self) -> None:
+        """Import hosts from a file."""
+        if self._blocked("importing"):
+            return
+
+        def closed(outcome: ImportOutcome | None) -> None:
+            if outcome is not None:
+                self.action_reload()
+
+        self.app.push_screen(ImportDialog(self.services), closed)
+
+    def action_trust_keys(self) -> None:
+        """Ask, one host at a time, whether to trust the unknown host keys met so far."""
+        if not self.pending_keys:
+            self.app.notify(
+                "No unknown host keys waiting. They are collected when a run or a "
+                "discovery meets a host whose key itop does not know.",
+                markup=False,
+            )
+            return
+        if self._blocked("trusting host keys"):
+            return
+        name, unknown = next(iter(self.pending_keys.items()))
+
+        def answered(trusted: bool | None) -> None:
+            self.pending_keys.pop(name, None)
+            self._view_changed()
+            if self.pending_keys:
+                self.action_trust_keys()
+
+        self.app.push_screen(TrustDialog(self.services, name, unknown), answered)

@@ -1,0 +1,352 @@
+"""Run one command on the selected hosts, with per-host results shown live."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal, Vertical
+from textual.message import Message
+from textual.screen import ModalScreen
+from textual.widgets import Button, DataTable, Footer, Input, Label, ProgressBar, Static
+from textual.worker import Worker, WorkerState
+
+from itop_tui.domain.models import Host
+from itop_tui.domain.output import strip_control
+from itop_tui.ops.fleet import FleetRunner
+from itop_tui.screens.confirm import ConfirmDialog
+from itop_tui.screens.early_keys import KeepsEarlyKeys
+from itop_tui.screens.result_view import ResultView
+from itop_tui.screens.worker_errors import ReportsWorkerErrors
+from itop_tui.services.context import Services
+from itop_tui.services.transport import HostKeyUnknown, RunResult
+
+MAX_FORKS = 1000
+FIRST_LINE_WIDTH = 200
+
+STATE_STYLES = {
+    "pending": "dim",
+    "running": "cyan",
+    "ok": "green",
+    "failed": "bold red",
+    "error": "bold red",
+    "cancelled": "yellow",
+}
+
+
+def result_state(result: RunResult) -> str:
+    """``ok``, ``failed`` (non-zero exit), ``error`` (never ran) or ``cancelled``."""
+    if result.error == "cancelled":
+        return "cancelled"
+    if result.error is not None:
+        return "error"
+    return "ok" if result.exit_status == 0 else "failed"
+
+
+def first_line(result: RunResult) -> str:
+    """The first non-blank line of output (stdout, then stderr, then the error)."""
+    for text in (result.stdout, result.stderr, result.error or ""):
+        for line in strip_control(text).splitlines():
+            if line.strip():
+                return line.strip()[:FIRST_LINE_WIDTH]
+    return ""
+
+
+def target_summary(hosts: list[Host], limit: int = 8) -> Text:
+    """The target hosts by name (the first ``limit``), production ones in red."""
+    text = Text()
+    for index, host in enumerate(hosts[:limit]):
+        if index:
+            text.append(", ")
+        text.append(host.name, style="bold red" if host.status == "production" else "")
+    if len(hosts) > limit:
+        text.append(f" and {len(hosts) - limit} more")
+    production = sum(1 for h in hosts if h.status == "production")
+    if production:
+        text.append(f"\n{production} production host{'s' if production != 1 else ''}", style="bold red")
+    return text
+
+
+@dataclass
+class RunOutcome:
+    """What the dialog leaves behind: the last run's results and any unknown host keys."""
+
+    results: list[RunResult] = field(default_factory=list)
+    unknown_keys: dict[str, HostKeyUnknown] = field(default_factory=dict)
+    cancelled: bool = False
+
+
+class RunDialog(ReportsWorkerErrors, KeepsEarlyKeys, ModalScreen[RunOutcome]):
+    """Asks for a command, forks and timeout; runs it and shows each host's result.
+
+    The run happens in a worker; results arrive as messages and update one
+    row each. Escape or ctrl+c cancels a running command (hosts not started
+    are never started); Escape when idle closes the dialog.
+    """
+
+    AUTO_FOCUS = "#run-command"
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape", "cancel_or_close", "Cancel run / close"),
+        Binding("ctrl+c", "cancel_run", "Cancel run", show=False),
+    ]
+
+    class HostStarted(Message):
+        """The command started on a host."""
+
+        def __init__(self, host: str) -> None:
+            super().__init__()
+            self.host = host
+
+    class HostFinished(Message):
+        """A host's result arrived."""
+
+        def __init__(self, result: RunResult) -> None:
+            super().__init__()
+            self.result = result
+
+    class RunEnded(Message):
+        """The run is over: finished or cancelled."""
+
+        def __init__(self, outcome: RunOutcome) -> None:
+            super().__init__()
+            self.outcome = outcome
+
+    def __init__(self, services: Services, hosts: list[Host]) -> None:
+        """Prepare a run on ``hosts`` with ``services``' settings as defaults."""
+        super().__init__()
+        self.services = services
+        self.hosts = hosts
+        self.results: dict[str, RunResult] = {}
+        self.outcome = RunOutcome()
+        self.running = False
+        self._run_worker: Worker[None] | None = None
+
+    def compose(self) -> ComposeResult:
+        """The form, the progress bar, the results and a summary line."""
+        settings = self.services.settings
+        count = len(self.hosts)
+        with Vertical(classes="dialog wide", id="run-dialog"):
+            yield Static(
+                f"Run a command on {count} host{'s' if count != 1 else ''}",
+                classes="dialog-title",
+            )
+            yield Static(target_summary(self.hosts), id="run-targets")
+            with Horizontal(id="run-form"):
+                yield Input(placeholder="command, e.g. uptime", id="run-command")
+                yield Label("forks", classes="inline-label")
+                yield Input(str(settings.forks), type="integer", id="run-forks")
+                yield Label("timeout s", classes="inline-label")
+                yield Input(str(settings.command_timeout), type="number", id="run-timeout")
+                yield Button("Run", id="run-start", variant="primary")
+            yield Static("", id="run-error", classes="field-error", markup=False)
+            yield ProgressBar(total=count, show_eta=False, id="run-progress")
+            yield DataTable(id="run-results", cursor_type="row", zebra_stripes=False)
+            yield Static("", id="run-summary")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        """Set up the results table and focus the command input."""
+        table = self.query_one("#run-results", DataTable)
+        for label, key in (
+            ("Host", "host"),
+            ("State", "state"),
+            ("Exit", "exit"),
+            ("Time", "time"),
+            ("First line of output", "line"),
+        ):
+            table.add_column(label, key=key)
+
+    # -- starting ---------------------------------------------------------
+
+    @on(Input.Submitted)
+    @on(Button.Pressed, "#run-start")
+    def _submit(self) -> None:
+        if self.running:
+            return
+        error = self.query_one("#run-error", Static)
+        command = self.query_one("#run-command", Input).value.strip()
+        try:
+            forks = int(self.query_one("#run-forks", Input).value)
+            if not 1 <= forks <= MAX_FORKS:
+                raise ValueError
+        except ValueError:
+            error.update(f"forks: give a whole number from 1 to {MAX_FORKS}")
+            self.query_one("#run-forks", Input).focus()
+            return
+        try:
+            timeout = float(self.query_one("#run-timeout", Input).value)
+            if timeout <= 0:
+                raise ValueError
+        except ValueError:
+            error.update("timeout: give a number of seconds above 0")
+            self.query_one("#run-timeout", Input).focus()
+            return
+        if not command:
+            error.update("command: enter the command to run")
+            self.query_one("#run-command", Input).focus()
+            return
+        error.update("")
+        production = [h.name for h in self.hosts if h.status == "production"]
+        if not production:
+            self._start(command, forks, timeout)
+            return
+
+        def confirmed(yes: bool | None) -> None:
+            if yes:
+                self._start(command, forks, timeout)
+
+        names = ", ".join(production[:5]) + (" …" if len(production) > 5 else "")
+        self.app.push_screen(
+            ConfirmDialog(
+                "Production hosts",
+                f"Run `{command}` on {len(production)} production "
+                f"host{'s' if len(production) != 1 else ''} ({names})?",
+                yes="Run on production",
+            ),
+            confirmed,
+        )
+
+    def _start(self, command: str, forks: int, timeout: float) -> None:
+        self.running = True
+        self.results = {}
+        self.set_class(True, "-running")
+        for widget in self.query("#run-form Input, #run-form Button"):
+            widget.disabled = True
+        table = self.query_one("#run-results", DataTable)
+        table.clear()
+        for host in self.hosts:
+            table.add_row(
+                Text(host.name),
+                Text("pending", style=STATE_STYLES["pending"]),
+                "",
+                "",
+                Text(""),
+                key=host.name,
+            )
+        table.focus()
+        progress = self.query_one("#run-progress", ProgressBar)
+        progress.update(total=len(self.hosts), progress=0)
+        self._update_summary()
+        self._run_worker = self._run(command, forks, timeout)
+
+    @work(exclusive=True, exit_on_error=False, group="run", description="Run command")
+    async def _run(self, command: str, forks: int, timeout: float) -> None:
+        runner = FleetRunner(self.services)
+
+        def started(host: Host) -> None:
+            self.post_message(self.HostStarted(host.name))
+
+        def finished(result: RunResult) -> None:
+            self.post_message(self.HostFinished(result))
+
+        try:
+            results = await runner.run(
+                self.hosts, command, forks=forks, timeout=timeout,
+                on_start=started, on_result=finished,
+            )
+        except asyncio.CancelledError:
+            self.post_message(self.RunEnded(RunOutcome([], dict(runner.unknown_keys), True)))
+            raise
+        for warning in runner.warnings:
+            self.app.notify(warning, severity="warning", markup=False)
+        self.post_message(self.RunEnded(RunOutcome(results, dict(runner.unknown_keys))))
+
+    # -- live updates -----------------------------------------------------
+
+    def on_run_dialog_host_started(self, message: HostStarted) -> None:
+        """Show the host as running."""
+        self._set_state(message.host, "running")
+
+    def on_run_dialog_host_finished(self, message: HostFinished) -> None:
+        """Fill the host's row and advance the progress bar."""
+        result = message.result
+        self.results[result.host] = result
+        table = self.query_one("#run-results", DataTable)
+        self._set_state(result.host, result_state(result))
+        exit_text = "" if result.exit_status is None else str(result.exit_status)
+        # Columns were sized for empty cells: let them grow to fit results.
+        table.update_cell(result.host, "exit", exit_text, update_width=True)
+        table.update_cell(result.host, "time", f"{result.duration:.2f}s", update_width=True)
+        table.update_cell(result.host, "line", Text(first_line(result)), update_width=True)
+        self.query_one("#run-progress", ProgressBar).advance(1)
+        self._update_summary()
+
+    def on_run_dialog_run_ended(self, message: RunEnded) -> None:
+        """Mark unfinished hosts, re-enable the form, report unknown host keys."""
+        outcome = message.outcome
+        if not outcome.results:
+            outcome.results = list(self.results.values())
+        for host in self.hosts:
+            if host.name not in self.results:
+                self._set_state(host.name, "cancelled" if outcome.cancelled else "pending")
+        self.outcome.results = outcome.results
+        self.outcome.cancelled = outcome.cancelled
+        self.outcome.unknown_keys.update(outcome.unknown_keys)
+        self._finish()
+        if outcome.unknown_keys:
+            names = ", ".join(sorted(outcome.unknown_keys))
+            self.app.notify(
+                f"Unknown host keys: {names}. Close this dialog and press t to review them.",
+                title="Host keys",
+                severity="warning",
+                timeout=15,
+                markup=False,
+            )
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        """A run that failed (e.g. read-only) leaves the form usable again."""
+        if event.worker is self._run_worker and event.state is WorkerState.ERROR:
+            self._finish()
+
+    def _finish(self) -> None:
+        self.running = False
+        self.set_class(False, "-running")
+        for widget in self.query("#run-form Input, #run-form Button"):
+            widget.disabled = False
+        self._update_summary()
+
+    def _set_state(self, host: str, state: str) -> None:
+        table = self.query_one("#run-results", DataTable)
+        table.update_cell(
+            host, "state", Text(state, style=STATE_STYLES.get(state, "")), update_width=True
+        )
+
+    def _update_summary(self) -> None:
+        counts: dict[str, int] = {}
+        for result in self.results.values():
+            state = result_state(result)
+            counts[state] = counts.get(state, 0) + 1
+        done = len(self.results)
+        parts = [f"{done}/{len(self.hosts)} done"]
+        parts += [f"{n} {state}" for state, n in sorted(counts.items())]
+        if self.running:
+            parts.append("Esc cancels")
+        else:
+            parts.append("Enter on a row shows its output; Esc closes")
+        self.query_one("#run-summary", Static).update(" · ".join(parts))
+
+    # -- actions ----------------------------------------------------------
+
+    @on(DataTable.RowSelected, "#run-results")
+    def _show_result(self, event: DataTable.RowSelected) -> None:
+        name = event.row_key.value
+        if name is not None and name in self.results:
+            self.app.push_screen(ResultView(self.results[name]))
+
+    def action_cancel_run(self) -> None:
+        """Cancel the running command."""
+        if self.running and self._run_worker is not None:
+            self._run_worker.cancel()
+            self.notify("Cancelling the run…", markup=False)
+
+    def action_cancel_or_close(self) -> None:
+        """Cancel a running command, or close the dialog when idle."""
+        if self.running:
+            self.action_cancel_run()
+        else:
+            self.dismiss(self.outcome)
