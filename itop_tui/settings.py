@@ -7,6 +7,13 @@ against a small schema. Any problem raises :class:`ConfigError`, whose text is
 
 Relative paths in a config file are taken relative to that file's directory;
 ``~`` is expanded.
+
+The ``metrics`` section becomes :class:`MetricsSettings`; the ``thresholds``
+section is kept as plain data (its format is described in
+:mod:`itop_tui.domain.thresholds`) and checked here, at load time, so a bad
+threshold is reported with its line before anything starts. The monitor's
+own configuration is built from these fields in
+:mod:`itop_tui.ops.monitor_settings` (settings depend on the domain only).
 """
 
 from __future__ import annotations
@@ -21,12 +28,18 @@ from typing import Any
 import platformdirs
 import yaml
 
+from itop_tui.domain.procfs import MIN_INTERVAL
+from itop_tui.domain.thresholds import ThresholdConfigError, validate_threshold_config
+
 ROLES = ("viewer", "trainee", "operator", "approver", "admin")
 HOST_KEY_POLICIES = ("strict", "accept-new")
 CONFIG_ENV = "ITOP_CONFIG"
 DATA_DIR_ENV = "ITOP_DATA_DIR"
 CONFIG_FILE_NAME = "itop.yaml"
 APP_NAME = "itop"
+# YAML nested deeper than this in the thresholds section is refused (a
+# recursive anchor would otherwise never end).
+MAX_THRESHOLD_DEPTH = 16
 
 
 @dataclass
@@ -48,8 +61,29 @@ class SSHSettings:
 
 
 @dataclass
+class MetricsSettings:
+    """Live metrics collection (the ``metrics`` section; issue 3).
+
+    ``interval`` seconds between samples; ``df_every_seconds`` between
+    filesystem readings; ``retention_days`` of one-minute rollups kept in
+    SQLite; a host is ``stale`` after ``stale_after_intervals`` intervals
+    without a sample; ``history_seconds`` of samples kept in memory per host.
+    """
+
+    interval: float = 2.0
+    df_every_seconds: float = 30.0
+    retention_days: float = 30.0
+    stale_after_intervals: float = 3.0
+    history_seconds: float = 3600.0
+
+
+@dataclass
 class Settings:
-    """Everything itop is configured with."""
+    """Everything itop is configured with.
+
+    ``thresholds`` is the ``thresholds`` section as plain data, ``{}`` for
+    the built-in limits (see :mod:`itop_tui.domain.thresholds`).
+    """
 
     data_dir: Path
     config_path: Path | None = None
@@ -61,6 +95,8 @@ class Settings:
     default_role: str = "operator"
     theme: str = "textual-dark"
     inventory_sources: list[Path] = field(default_factory=list)
+    metrics: MetricsSettings = field(default_factory=MetricsSettings)
+    thresholds: dict[str, Any] = field(default_factory=dict)
 
     @property
     def known_hosts_path(self) -> Path:
@@ -133,10 +169,12 @@ def load_settings(config_path: Path | None = None, data_dir: Path | None = None)
         chosen = Path(platformdirs.user_data_dir(APP_NAME))
     values.pop("data_dir", None)
     ssh_values = values.pop("ssh", {})
+    metrics_values = values.pop("metrics", {})
     return Settings(
         data_dir=chosen.absolute(),
         config_path=path.absolute() if path is not None else None,
         ssh=SSHSettings(**ssh_values),
+        metrics=MetricsSettings(**metrics_values),
         **values,
     )
 
@@ -185,7 +223,7 @@ def _kind(node: yaml.Node) -> str:
 
 _Handler = Callable[[yaml.Node, str], Any]
 # Keys holding a mapping: left empty (``ssh:``) they mean "all defaults".
-_SECTIONS = frozenset({"ssh", "run", "roles", "ui", "inventory"})
+_SECTIONS = frozenset({"ssh", "run", "roles", "ui", "inventory", "metrics", "thresholds"})
 
 
 class _ConfigReader:
@@ -248,6 +286,8 @@ class _ConfigReader:
             "default_role": ("default_role", self.choice(ROLES)),
             "ui": ("ui", self.ui_section),
             "inventory": ("inventory", self.inventory_section),
+            "metrics": ("metrics", self.metrics_section),
+            "thresholds": ("thresholds", self.thresholds_section),
         }
         values = self.section(node, "", handlers)
         # Flatten sections onto the Settings field names (kept for compatibility).
@@ -281,6 +321,53 @@ class _ConfigReader:
 
     def inventory_section(self, node: yaml.Node, field_path: str) -> dict[str, Any]:
         return self.section(node, field_path, {"sources": ("inventory_sources", self.path_list)})
+
+    def metrics_section(self, node: yaml.Node, field_path: str) -> dict[str, Any]:
+        return self.section(node, field_path, {
+            "interval": ("interval", self.number(MIN_INTERVAL, 3600)),
+            "df_every_seconds": ("df_every_seconds", self.number(1, 86400)),
+            "retention_days": ("retention_days", self.number(0.01, 36500)),
+            "stale_after_intervals": ("stale_after_intervals", self.number(1, 1000)),
+            "history_seconds": ("history_seconds", self.number(60, 86400)),
+        })
+
+    def thresholds_section(self, node: yaml.Node, field_path: str) -> dict[str, Any]:
+        """The thresholds as plain data, checked with the domain's own validation.
+
+        Its errors name a dotted path (``thresholds.hosts.web01.cpu_percent``);
+        the line is that of the deepest key of the path found in the file.
+        """
+        if _is_null(node):
+            return {}
+        if not isinstance(node, yaml.MappingNode):
+            raise self.error(node, field_path, f"expected a mapping, got {_kind(node)}")
+        lines: dict[str, int] = {field_path: node.start_mark.line + 1}
+        config = self.plain(node, field_path, lines, 0)
+        try:
+            validate_threshold_config(config)
+        except ThresholdConfigError as exc:
+            raise ConfigError(self.path, _line_of(exc.path, lines), exc.path, exc.message) from None
+        return dict(config)
+
+    def plain(self, node: yaml.Node, field_path: str, lines: dict[str, int], depth: int) -> Any:
+        """A node as Python data; ``lines`` gets the line of every key's path."""
+        if depth > MAX_THRESHOLD_DEPTH:
+            raise self.error(node, field_path, "nested too deeply")
+        if isinstance(node, yaml.MappingNode):
+            result: dict[str, Any] = {}
+            for key, key_node, value_node in self.mapping(node, field_path):
+                full = f"{field_path}.{key}"
+                lines[full] = key_node.start_mark.line + 1
+                result[key] = self.plain(value_node, full, lines, depth + 1)
+            return result
+        if isinstance(node, yaml.SequenceNode):
+            items = []
+            for i, item in enumerate(node.value):
+                full = f"{field_path}[{i}]"
+                lines[full] = item.start_mark.line + 1
+                items.append(self.plain(item, full, lines, depth + 1))
+            return items
+        return self.scalar(node, field_path, "a value")
 
     def roles_section(self, node: yaml.Node, field_path: str) -> dict[str, str]:
         roles: dict[str, str] = {}
@@ -356,6 +443,19 @@ class _ConfigReader:
         if not isinstance(node, yaml.SequenceNode):
             raise self.error(node, field_path, f"expected a list of paths, got {_kind(node)}")
         return [self.path_value(item, f"{field_path}[{i}]") for i, item in enumerate(node.value)]
+
+
+def _line_of(field_path: str, lines: dict[str, int]) -> int | None:
+    """The line of ``field_path``, or of its nearest parent found in ``lines``."""
+    path = field_path
+    while path:
+        if path in lines:
+            return lines[path]
+        cut = max(path.rfind("."), path.rfind("["))
+        if cut <= 0:
+            break
+        path = path[:cut]
+    return None
 
 
 def _did_you_mean(word: str, choices: Any) -> str:
