@@ -92,7 +92,7 @@ COMMANDS: list[tuple[str, str]] = [
 # Modules that add command groups. Each has ``COMMANDS`` (name, text) pairs for
 # the help and ``register(sub, add)`` adding its subparsers; they are imported
 # lazily so a capability's imports cost nothing to the other commands.
-EXTENSIONS: tuple[str, ...] = ("itop_tui.cli_metrics",)
+EXTENSIONS: tuple[str, ...] = ("itop_tui.cli_procedure", "itop_tui.cli_metrics")
 
 
 def _extensions() -> list[Any]:
