@@ -25,6 +25,7 @@ from itop_tui.commands import HostCommands
 from itop_tui.domain.models import Inventory
 from itop_tui.screens.help import HelpScreen, collect_help
 from itop_tui.screens.inventory import InventoryScreen
+from itop_tui.screens.performance import PerformanceScreen
 from itop_tui.services.context import Services
 from itop_tui.widgets.host_table import Clock
 
@@ -41,7 +42,7 @@ class Pane:
 
 PANES: tuple[Pane, ...] = (
     Pane("inventory", "Inventory", "1", InventoryScreen),
-    # Pane("performance", "Performance", "2", PerformanceScreen),  -- one line per working pane
+    Pane("performance", "Performance", "2", PerformanceScreen),
 )
 """The panes that work; only these are shown. Adding a pane is one line here."""
 

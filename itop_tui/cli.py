@@ -82,7 +82,7 @@ COMMANDS: list[tuple[str, str]] = [
     ("inventory remove NAME", "remove a host"),
     ("inventory set NAME F=V...", "change fields of a host"),
     ("inventory discover [SELECTOR]", "gather facts of hosts and store them"),
-    ("run SELECTOR -- COMMAND", "run a command on hosts, output grouped by host"),
+    ("run SELECTOR -- COMMAND", "run a command on hosts (--change CHG on production)"),
     ("audit list", "show audit events"),
     ("audit verify", "check the audit log's hash chain"),
     ("trust HOST", "show a host's SSH key fingerprint and trust it"),
@@ -92,7 +92,7 @@ COMMANDS: list[tuple[str, str]] = [
 # Modules that add command groups. Each has ``COMMANDS`` (name, text) pairs for
 # the help and ``register(sub, add)`` adding its subparsers; they are imported
 # lazily so a capability's imports cost nothing to the other commands.
-EXTENSIONS: tuple[str, ...] = ("itop_tui.cli_procedure", "itop_tui.cli_metrics")
+EXTENSIONS: tuple[str, ...] = ("itop_tui.cli_procedure", "itop_tui.cli_metrics", "itop_tui.cli_change", "itop_tui.cli_backup")
 
 
 def _extensions() -> list[Any]:
@@ -251,6 +251,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=positive_float, default=None,
                    help="seconds per host (default: run.timeout)")
     p.add_argument("--json", action="store_true", help="print a JSON list of results")
+    gate = p.add_mutually_exclusive_group()
+    gate.add_argument("--change", default=None, metavar="CHG",
+                      help="run under this approved change, inside its window (production "
+                           "hosts refuse mutating commands without one)")
+    gate.add_argument("--emergency", default=None, metavar="REASON",
+                      help="open an emergency change for these hosts and this command; "
+                           "nothing runs until an approver approves it")
+    gate.add_argument("--observe", action="store_true",
+                      help="a read-only command (one allowed program, no shell syntax): "
+                           "needs no change")
     p.set_defaults(handler=cmd_run)
 
     audit = add(sub, "audit", "show and verify the audit log")
@@ -788,7 +798,13 @@ def cmd_inventory_discover(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    """``itop run SELECTOR -- COMMAND [--forks N] [--timeout S] [--json]``."""
+    """``itop run SELECTOR [--change CHG | --emergency REASON | --observe] -- COMMAND
+    [--forks N] [--timeout S] [--json]``.
+
+    Commands are mutating unless ``--observe``: on production hosts they run
+    only under an approved change in its window (docs/changes.md).
+    """
+    from itop_tui.ops.change_gate import ChangeRequired, ObserveRefused
     from itop_tui.ops.fleet import FleetRunner
     from itop_tui.services.transport import RunResult
 
@@ -798,15 +814,25 @@ def cmd_run(args: argparse.Namespace) -> int:
     services = open_services(args)
     services.require_writable("run commands")
     hosts = select_some(services.inventory.load(), args.selector)
+    if args.emergency is not None:
+        return _open_emergency(services, hosts, args, command)
     runner = FleetRunner(services)
 
     async def go() -> list[RunResult]:
         try:
-            return await runner.run(hosts, command, forks=args.forks, timeout=args.timeout)
+            return await runner.run(hosts, command, forks=args.forks, timeout=args.timeout,
+                                    mutating=not args.observe, change_ref=args.change)
         finally:
             await services.close()
 
-    results = asyncio.run(go())
+    try:
+        results = asyncio.run(go())
+    except ObserveRefused as exc:
+        raise UsageError(str(exc)) from None
+    except ChangeRequired as exc:
+        raise OperationFailed(f"refused: {exc}") from None
+    if runner.decision is not None and runner.decision.change_ref:
+        err(f"recorded against {runner.decision.change_ref}", prefix=False)
     if args.json:
         print_json([r.to_dict() for r in results])
     else:
@@ -818,6 +844,41 @@ def cmd_run(args: argparse.Namespace) -> int:
     if failed:
         err(f"{len(failed)} of {len(results)} hosts failed", prefix=False)
     return EXIT_FAILED if failed else EXIT_OK
+
+
+def _open_emergency(services: Services, hosts: list[Host], args: argparse.Namespace,
+                    command: str) -> int:
+    """``itop run --emergency REASON``: open an emergency change; nothing runs yet (exit 1)."""
+    import shlex
+
+    from itop_tui.domain.change import ChangeRefused
+    from itop_tui.ops.change_workflow import ChangeWorkflow
+
+    if not any(h.status == "production" for h in hosts):
+        raise UsageError(
+            "--emergency opens a change for production hosts, and none of the selected hosts "
+            "is in production: run the command without it"
+        )
+    workflow = ChangeWorkflow(services)
+    try:
+        change = workflow.open_emergency(hosts, args.emergency, command)
+    except ChangeRefused as exc:
+        raise OperationFailed(exc.reason) from None
+    approvers = workflow.approvers_for(change)
+    who = ", ".join(approvers) if approvers else "nobody is listed with the approver role under roles"
+    minutes = services.settings.changes.emergency_window_minutes
+    rerun = " ".join(shlex.quote(w) for w in args.command_words)
+    if args.json:
+        print_json(change.to_dict())
+    err(
+        f"{change.ref} opened: an emergency change for {', '.join(change.hosts)}. Nothing ran.\n"
+        f"It needs one approval by an approver other than {services.actor} ({who}):\n"
+        f"  itop change approve {change.ref}\n"
+        f"Once approved, its window is open for {minutes:g} minutes; then run:\n"
+        f"  itop run --change {change.ref} {shlex.quote(args.selector)} -- {rerun}",
+        prefix=False,
+    )
+    return EXIT_FAILED
 
 
 # -- audit -----------------------------------------------------------------------

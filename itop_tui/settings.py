@@ -22,13 +22,27 @@ import difflib
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
 import platformdirs
 import yaml
 
+from itop_tui.domain.backup import (
+    COMPRESSIONS,
+    METHODS,
+    VERIFY_SCOPES,
+    VERIFY_WHEN,
+    BackupJob,
+    Retention,
+    VerifyPolicy,
+)
+from itop_tui.domain.change import RISKS, ChangeTemplate
+from itop_tui.domain.change_windows import WeeklyRule, WindowRule, parse_clock, parse_weekday
+from itop_tui.domain.models import ValidationError
 from itop_tui.domain.procfs import MIN_INTERVAL
+from itop_tui.domain.selectors import SelectorError, parse_selector
 from itop_tui.domain.thresholds import ThresholdConfigError, validate_threshold_config
 
 ROLES = ("viewer", "trainee", "operator", "approver", "admin")
@@ -78,6 +92,45 @@ class MetricsSettings:
 
 
 @dataclass
+class ChangeSettings:
+    """The change process (the ``changes`` section; issue 5).
+
+    ``allow_self_approval`` lets a requester approve their own change (the
+    approval is marked on the change). ``require_backup_hours``: implement
+    only when every host has a good backup younger than this (0: off).
+    ``emergency_window_minutes``: how long an emergency change's window stays
+    open from its approval. ``blackouts`` and ``maintenance_windows`` are
+    :class:`WindowRule` lists; ``templates`` the standard changes by name.
+    """
+
+    allow_self_approval: bool = False
+    require_backup_hours: float = 0.0
+    emergency_window_minutes: float = 240.0
+    blackouts: list[WindowRule] = field(default_factory=list)
+    maintenance_windows: list[WindowRule] = field(default_factory=list)
+    templates: dict[str, ChangeTemplate] = field(default_factory=dict)
+
+    @property
+    def windows(self) -> list[WindowRule]:
+        """Blackouts and maintenance windows together."""
+        return [*self.blackouts, *self.maintenance_windows]
+
+
+@dataclass
+class BackupSettings:
+    """Backup jobs defined in the config file (the ``backups`` section; issue 6).
+
+    ``destination_root`` is where the tar method writes archives, each job
+    in its own directory below it, unless the job names a ``destination``;
+    None means ``<data_dir>/backups``. ``jobs`` are synced into the store by
+    name whenever itop opens its backups.
+    """
+
+    destination_root: Path | None = None
+    jobs: list[BackupJob] = field(default_factory=list)
+
+
+@dataclass
 class Settings:
     """Everything itop is configured with.
 
@@ -97,6 +150,13 @@ class Settings:
     inventory_sources: list[Path] = field(default_factory=list)
     metrics: MetricsSettings = field(default_factory=MetricsSettings)
     thresholds: dict[str, Any] = field(default_factory=dict)
+    changes: ChangeSettings = field(default_factory=ChangeSettings)
+    backups: BackupSettings = field(default_factory=BackupSettings)
+
+    @property
+    def backup_root(self) -> Path:
+        """Where tar archives go by default: ``backups.destination_root`` or ``<data_dir>/backups``."""
+        return self.backups.destination_root or self.data_dir / "backups"
 
     @property
     def known_hosts_path(self) -> Path:
@@ -170,11 +230,15 @@ def load_settings(config_path: Path | None = None, data_dir: Path | None = None)
     values.pop("data_dir", None)
     ssh_values = values.pop("ssh", {})
     metrics_values = values.pop("metrics", {})
+    changes_values = values.pop("changes", {})
+    backups_values = values.pop("backups", {})
     return Settings(
         data_dir=chosen.absolute(),
         config_path=path.absolute() if path is not None else None,
         ssh=SSHSettings(**ssh_values),
         metrics=MetricsSettings(**metrics_values),
+        changes=ChangeSettings(**changes_values),
+        backups=BackupSettings(**backups_values),
         **values,
     )
 
@@ -223,7 +287,9 @@ def _kind(node: yaml.Node) -> str:
 
 _Handler = Callable[[yaml.Node, str], Any]
 # Keys holding a mapping: left empty (``ssh:``) they mean "all defaults".
-_SECTIONS = frozenset({"ssh", "run", "roles", "ui", "inventory", "metrics", "thresholds"})
+_SECTIONS = frozenset({"ssh", "run", "roles", "ui", "inventory", "metrics", "thresholds",
+                       "changes", "templates", "blackouts", "maintenance_windows",
+                       "backups", "retention", "verify"})
 
 
 class _ConfigReader:
@@ -288,6 +354,8 @@ class _ConfigReader:
             "inventory": ("inventory", self.inventory_section),
             "metrics": ("metrics", self.metrics_section),
             "thresholds": ("thresholds", self.thresholds_section),
+            "changes": ("changes", self.changes_section),
+            "backups": ("backups", self.backups_section),
         }
         values = self.section(node, "", handlers)
         # Flatten sections onto the Settings field names (kept for compatibility).
@@ -368,6 +436,270 @@ class _ConfigReader:
                 items.append(self.plain(item, full, lines, depth + 1))
             return items
         return self.scalar(node, field_path, "a value")
+
+    # -- changes ------------------------------------------------------------
+
+    def changes_section(self, node: yaml.Node, field_path: str) -> dict[str, Any]:
+        return self.section(node, field_path, {
+            "allow_self_approval": ("allow_self_approval", self.boolean),
+            "require_backup_hours": ("require_backup_hours", self.number(0, 24 * 365)),
+            "emergency_window_minutes": ("emergency_window_minutes", self.number(1, 7 * 24 * 60)),
+            "blackouts": ("blackouts", self.window_list("blackout")),
+            "maintenance_windows": ("maintenance_windows", self.window_list("maintenance")),
+            "templates": ("templates", self.templates_section),
+        })
+
+    def selector(self, node: yaml.Node, field_path: str) -> str:
+        text = self.word(node, field_path)
+        try:
+            parse_selector(text)
+        except SelectorError as exc:
+            raise self.error(node, field_path, str(exc)) from None
+        return text
+
+    def moment(self, node: yaml.Node, field_path: str) -> datetime:
+        """An ISO 8601 time (YAML may have read it as a timestamp already); UTC if no offset."""
+        value = self.scalar(node, field_path, "an ISO 8601 time")
+        if isinstance(value, datetime):
+            parsed = value
+        elif isinstance(value, date):
+            parsed = datetime(value.year, value.month, value.day)
+        elif isinstance(value, str):
+            try:
+                parsed = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+            except ValueError:
+                raise self.error(
+                    node, field_path,
+                    f"expected an ISO 8601 time such as 2025-12-20T18:00:00Z, got {value!r}",
+                ) from None
+        else:
+            raise self.error(node, field_path, f"expected an ISO 8601 time, got {_kind(node)}")
+        if parsed.tzinfo is None:
+            parsed = parsed.replace(tzinfo=UTC)
+        return parsed.astimezone(UTC)
+
+    def clock(self, node: yaml.Node, field_path: str) -> Any:
+        # The raw text: unquoted 18:00 would be read by YAML 1.1 as the number 1080.
+        if not isinstance(node, yaml.ScalarNode):
+            raise self.error(node, field_path, f"expected a time of day HH:MM, got {_kind(node)}")
+        try:
+            return parse_clock(str(node.value))
+        except ValueError as exc:
+            raise self.error(node, field_path, str(exc)) from None
+
+    def weekly(self, node: yaml.Node, field_path: str) -> WeeklyRule:
+        values = self.section(node, field_path, {
+            "days": ("days", self.weekdays),
+            "start": ("start", self.clock),
+            "end": ("end", self.clock),
+        })
+        for key in ("days", "start", "end"):
+            if key not in values:
+                raise self.error(node, f"{field_path}.{key}", "is required")
+        return WeeklyRule(days=values["days"], start=values["start"], end=values["end"])
+
+    def weekdays(self, node: yaml.Node, field_path: str) -> tuple[int, ...]:
+        if not isinstance(node, yaml.SequenceNode) or not node.value:
+            raise self.error(node, field_path, "expected a list of weekdays such as [sat, sun]")
+        days: list[int] = []
+        for i, item in enumerate(node.value):
+            word = self.word(item, f"{field_path}[{i}]")
+            try:
+                days.append(parse_weekday(word))
+            except ValueError as exc:
+                raise self.error(item, f"{field_path}[{i}]", str(exc)) from None
+        return tuple(sorted(set(days)))
+
+    def window_list(self, kind: str) -> _Handler:
+        def convert(node: yaml.Node, field_path: str) -> list[WindowRule]:
+            if _is_null(node):
+                return []
+            if not isinstance(node, yaml.SequenceNode):
+                raise self.error(node, field_path, f"expected a list of windows, got {_kind(node)}")
+            rules: list[WindowRule] = []
+            names: set[str] = set()
+            for i, item in enumerate(node.value):
+                rule = self.window(item, f"{field_path}[{i}]", kind)
+                if rule.name in names:
+                    raise self.error(item, f"{field_path}[{i}].name", f"duplicate name {rule.name!r}")
+                names.add(rule.name)
+                rules.append(rule)
+            return rules
+
+        return convert
+
+    def window(self, node: yaml.Node, field_path: str, kind: str) -> WindowRule:
+        values = self.section(node, field_path, {
+            "name": ("name", self.word),
+            "hosts": ("hosts", self.selector),
+            "start": ("start", self.moment),
+            "end": ("end", self.moment),
+            "weekly": ("weekly", self.weekly),
+        })
+        if "name" not in values:
+            raise self.error(node, f"{field_path}.name", "is required")
+        absolute = "start" in values or "end" in values
+        if absolute and "weekly" in values:
+            raise self.error(node, f"{field_path}.weekly",
+                             "give either start and end, or weekly, not both")
+        if not absolute and "weekly" not in values:
+            raise self.error(node, field_path, "needs start and end, or weekly")
+        if absolute:
+            for key in ("start", "end"):
+                if key not in values:
+                    raise self.error(node, f"{field_path}.{key}", "is required with "
+                                     f"{'end' if key == 'start' else 'start'}")
+            if values["end"] <= values["start"]:
+                raise self.error(node, f"{field_path}.end", "must be after start")
+        return WindowRule(
+            name=values["name"], kind=kind, hosts=values.get("hosts", "all"),
+            start=values.get("start"), end=values.get("end"), weekly=values.get("weekly"),
+        )
+
+    def templates_section(self, node: yaml.Node, field_path: str) -> dict[str, ChangeTemplate]:
+        templates: dict[str, ChangeTemplate] = {}
+        for name, _key_node, value_node in self.mapping(node, field_path):
+            templates[name] = self.template(name, value_node, f"{field_path}.{name}")
+        return templates
+
+    def template(self, name: str, node: yaml.Node, field_path: str) -> ChangeTemplate:
+        values = self.section(node, field_path, {
+            "title": ("title", self.word),
+            "description": ("description", self.word),
+            "justification": ("justification", self.word),
+            "hosts": ("hosts", self.selector),
+            "impact": ("impact", self.word),
+            "outage": ("outage", self.boolean),
+            "implementation": ("implementation", self.word),
+            "backout": ("backout", self.word),
+            "backout_plan": ("backout_plan", self.word),
+            "test_plan": ("test_plan", self.word),
+            "risk": ("risk", self.choice(RISKS)),
+            "duration_minutes": ("duration_minutes", self.integer(1, 7 * 24 * 60)),
+            "variables": ("variables", self.string_map),
+        })
+        if "title" not in values:
+            raise self.error(node, f"{field_path}.title", "is required")
+        return ChangeTemplate(name=name, **values)
+
+    def string_map(self, node: yaml.Node, field_path: str) -> dict[str, str]:
+        result: dict[str, str] = {}
+        for key, _key_node, value_node in self.mapping(node, field_path):
+            value = self.scalar(value_node, f"{field_path}.{key}", "a value")
+            if isinstance(value, dict | list) or value is None:
+                raise self.error(value_node, f"{field_path}.{key}",
+                                 f"expected a string, got {_kind(value_node)}")
+            result[key] = str(value).lower() if isinstance(value, bool) else str(value)
+        return result
+
+    # -- backups ------------------------------------------------------------
+
+    def backups_section(self, node: yaml.Node, field_path: str) -> dict[str, Any]:
+        return self.section(node, field_path, {
+            "destination_root": ("destination_root", self.path_value),
+            "jobs": ("jobs", self.backup_jobs),
+        })
+
+    def backup_jobs(self, node: yaml.Node, field_path: str) -> list[BackupJob]:
+        if _is_null(node):
+            return []
+        if not isinstance(node, yaml.SequenceNode):
+            raise self.error(node, field_path, f"expected a list of jobs, got {_kind(node)}")
+        jobs: list[BackupJob] = []
+        names: set[str] = set()
+        for i, item in enumerate(node.value):
+            job = self.backup_job(item, f"{field_path}[{i}]")
+            if job.name in names:
+                raise self.error(item, f"{field_path}[{i}].name", f"duplicate job name {job.name!r}")
+            names.add(job.name)
+            jobs.append(job)
+        return jobs
+
+    def backup_job(self, node: yaml.Node, field_path: str) -> BackupJob:
+        """One job, checked by the domain's own validation; errors point at the field's line."""
+        entries = {key: (key_node, value) for key, key_node, value in self.mapping(node, field_path)}
+        method_node = entries.get("method", (None, None))[1]
+        method = self.choice(METHODS)(method_node, f"{field_path}.method") if method_node else "tar"
+        # A tar destination is a directory here (relative to this file); a
+        # restic destination is a repository as the host sees it: kept as written.
+        destination = self.path_text if method == "tar" else self.text
+        values = self.section(node, field_path, {
+            "name": ("name", self.word),
+            "hosts": ("hosts", self.text),
+            "method": ("method", self.choice(METHODS)),
+            "sources": ("sources", self.text_list),
+            "excludes": ("excludes", self.text_list),
+            "destination": ("destination", destination),
+            "password_file": ("password_file", self.text),
+            "command": ("command", self.text),
+            "compression": ("compression", self.choice(COMPRESSIONS)),
+            "schedule": ("schedule", self.text),
+            "retention": ("retention", self.retention_section),
+            "verify": ("verify", self.verify_section),
+            "rpo_hours": ("rpo_hours", self.number(0.01, 24 * 366 * 10)),
+            "pre_command": ("pre_command", self.text),
+            "post_command": ("post_command", self.text),
+            "timeout": ("timeout", self.number(1, 7 * 24 * 3600)),
+            "enabled": ("enabled", self.boolean),
+        })
+        for required in ("name", "hosts"):
+            if required not in values:
+                raise self.error(node, f"{field_path}.{required}", "is required")
+        job = BackupJob(origin="config", **values)
+        try:
+            job.validate()
+        except ValidationError as exc:
+            top = exc.field.split(".", 1)[0].split("[", 1)[0]
+            where = entries.get(top, (node, node))[1]
+            where = self._nested_node(where, exc.field[len(top):])
+            raise self.error(where, f"{field_path}.{exc.field}", exc.message) from None
+        return job
+
+    def _nested_node(self, node: yaml.Node, rest: str) -> yaml.Node:
+        """The node at ``rest`` (``[1]`` or ``.keep_daily``) below ``node``, else ``node``."""
+        if rest.startswith("[") and isinstance(node, yaml.SequenceNode):
+            index = rest[1:].split("]", 1)[0]
+            if index.isdigit() and int(index) < len(node.value):
+                return node.value[int(index)]
+        if rest.startswith(".") and isinstance(node, yaml.MappingNode):
+            for key_node, value_node in node.value:
+                if str(key_node.value) == rest[1:]:
+                    return value_node
+        return node
+
+    def retention_section(self, node: yaml.Node, field_path: str) -> Retention:
+        count = self.integer(0, 100_000)
+        return Retention(**self.section(node, field_path, {
+            "keep_last": ("keep_last", count),
+            "keep_daily": ("keep_daily", count),
+            "keep_weekly": ("keep_weekly", count),
+            "keep_monthly": ("keep_monthly", count),
+        }))
+
+    def verify_section(self, node: yaml.Node, field_path: str) -> VerifyPolicy:
+        return VerifyPolicy(**self.section(node, field_path, {
+            "when": ("when", self.choice(VERIFY_WHEN)),
+            "scope": ("scope", self.choice(VERIFY_SCOPES)),
+            "sample_percent": ("sample_percent", self.number(0.01, 100)),
+            "schedule": ("schedule", self.text),
+        }))
+
+    def text(self, node: yaml.Node, field_path: str) -> str:
+        """A non-empty string kept as written (commands, selectors, cron)."""
+        value = self.scalar(node, field_path, "a string")
+        if not isinstance(value, str) or not value.strip():
+            raise self.error(node, field_path, f"expected a non-empty string, got {_kind(node)}")
+        return value
+
+    def text_list(self, node: yaml.Node, field_path: str) -> list[str]:
+        if _is_null(node):
+            return []
+        if not isinstance(node, yaml.SequenceNode):
+            raise self.error(node, field_path, f"expected a list of strings, got {_kind(node)}")
+        return [self.text(item, f"{field_path}[{i}]") for i, item in enumerate(node.value)]
+
+    def path_text(self, node: yaml.Node, field_path: str) -> str:
+        return str(self.path_value(node, field_path))
 
     def roles_section(self, node: yaml.Node, field_path: str) -> dict[str, str]:
         roles: dict[str, str] = {}

@@ -3,6 +3,12 @@
 :class:`FleetRunner` is what ``itop run`` and the TUI's run dialog use.
 :func:`fan_out` is the bounded, cancellable per-host concurrency that
 discovery shares.
+
+An ad-hoc command counts as mutating: before anything runs,
+:class:`~itop_tui.ops.change_gate.ChangeGate` must allow it on the targets
+(production hosts need an approved change in its window). A command run
+with ``mutating=False`` must pass :func:`~itop_tui.ops.change_gate.observe_command`
+(one read-only program, no shell syntax) and is never blocked.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ from datetime import UTC, datetime
 from typing import TypeVar
 
 from itop_tui.domain.models import Host
+from itop_tui.ops.change_gate import ChangeGate, GateDecision, observe_command
 from itop_tui.services.context import Services
 from itop_tui.services.store import StoreError
 from itop_tui.services.transport import (
@@ -91,13 +98,17 @@ class FleetRunner:
     answered get ``last_seen`` updated in one store write at the end, and
     unknown or changed host keys are kept in :attr:`unknown_keys` /
     :attr:`changed_keys` so the caller can offer to trust them.
+    :attr:`decision` is the change gate's decision of the last run (the
+    change it was recorded against, if any).
     """
 
-    def __init__(self, services: Services) -> None:
+    def __init__(self, services: Services, gate: ChangeGate | None = None) -> None:
         self.services = services
+        self.gate = gate
         self.unknown_keys: dict[str, HostKeyUnknown] = {}
         self.changed_keys: dict[str, HostKeyChanged] = {}
         self.warnings: list[str] = []
+        self.decision: GateDecision | None = None
 
     async def run(
         self,
@@ -108,16 +119,30 @@ class FleetRunner:
         timeout: float | None = None,
         on_result: Callable[[RunResult], None] | None = None,
         on_start: Callable[[Host], None] | None = None,
+        mutating: bool = True,
+        change_ref: str | None = None,
     ) -> list[RunResult]:
         """Run ``command`` on every host; results in the order of ``hosts``.
 
         Raises :class:`~itop_tui.services.context.ReadOnlyError` when itop is
-        read-only. A host that cannot be reached gives a result with
-        ``error`` set; it never stops the others.
+        read-only, :class:`~itop_tui.ops.change_gate.ChangeRequired` when the
+        change gate refuses (``change_ref`` names the change to run under;
+        None lets the gate find the single active one), and
+        :class:`~itop_tui.ops.change_gate.ObserveRefused` when
+        ``mutating=False`` is asked of a command that is not read-only.
+        Nothing runs in those cases. A host that cannot be reached gives a
+        result with ``error`` set; it never stops the others.
         """
         self.services.require_writable("run commands")
         settings = self.services.settings
         hosts = unique_hosts(hosts)
+        if not mutating:
+            command = observe_command(command)
+        gate = self.gate or ChangeGate(self.services)
+        self.decision = gate.require(
+            hosts, mutating=mutating, change_ref=change_ref,
+            what=f"run: {command}" if mutating else None,
+        )
         limit = forks if forks is not None else settings.forks
         run_timeout = timeout if timeout is not None else settings.command_timeout
 
@@ -173,9 +198,19 @@ class FleetRunner:
                 "duration": round(result.duration, 3),
                 "truncated": result.truncated,
                 "error": result.error,
+                **self._gate_detail(),
             },
             result=outcome,
         )
+
+    def _gate_detail(self) -> dict[str, object]:
+        """What the audit event of a run says about the change gate."""
+        decision = self.decision
+        if decision is None:
+            return {}
+        if not decision.mutating:
+            return {"observe": True}
+        return {"change": decision.change_ref} if decision.change_ref else {}
 
     def _mark_seen(self, answered: list[RunResult]) -> None:
         # Only hosts that answered (exit status known) were seen, whatever the status.

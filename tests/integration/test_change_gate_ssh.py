@@ -1,0 +1,240 @@
+"""The change gate against the real sshd: production hosts refuse mutating
+commands unless an approved change covering them is inside its window.
+
+``itop`` runs as a subprocess as two OS logins: ``getpass.getuser()``
+honours ``LOGNAME``/``USER``, so alice (operator) and bob (approver) are two
+people; the sshd always serves the test user, whatever the login.
+Hosts: ``prod1`` (127.0.0.1) and ``prod2`` (127.0.0.2) are in production,
+``dev1`` (127.0.0.1) in development. Commands write marks in a temp dir, so
+whether something reached the host is seen on disk.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sshd_harness import LISTEN_ADDRESSES
+
+from itop_tui.domain.change import parse_iso
+
+pytestmark = pytest.mark.integration
+
+
+class Itop:
+    """`python -m itop_tui` over one data dir and config, as alice or bob."""
+
+    def __init__(self, root: Path, sshd: Any, extra_config: str = "") -> None:
+        self.root = root
+        self.data_dir = root / "data"
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        (self.data_dir / "known_hosts").write_text(
+            "".join(sshd.host_key_line(a) + "\n" for a in LISTEN_ADDRESSES))
+        self.work = root / "work"
+        self.work.mkdir(exist_ok=True)
+        self.config = root / "itop.yaml"
+        self.config.write_text(
+            "ssh:\n"
+            f"  config_files: [{json.dumps(str(sshd.ssh_config))}]\n"
+            "  known_hosts_files: []\n"
+            f"  identity_files: [{json.dumps(str(sshd.client_key))}]\n"
+            "  use_agent: false\n"
+            "  connect_timeout: 5\n"
+            "  connect_retries: 0\n"
+            "roles:\n  alice: operator\n  bob: approver\n  carol: approver\n"
+            + extra_config
+        )
+        hosts = root / "hosts.csv"
+        hosts.write_text(
+            "name,address,port,user,status,criticality\n"
+            f"prod1,{LISTEN_ADDRESSES[0]},{sshd.port},{sshd.user},production,low\n"
+            f"prod2,{LISTEN_ADDRESSES[1]},{sshd.port},{sshd.user},production,low\n"
+            f"dev1,{LISTEN_ADDRESSES[0]},{sshd.port},{sshd.user},development,low\n"
+        )
+        done = self("inventory", "import", str(hosts), user="alice")
+        assert done.returncode == 0, done.stderr
+
+    def __call__(self, *args: str, user: str = "alice") -> subprocess.CompletedProcess[str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("ITOP_")}
+        env.update(ITOP_CONFIG=str(self.config), LOGNAME=user, USER=user)
+        done = subprocess.run(
+            [sys.executable, "-m", "itop_tui", "--data-dir", str(self.data_dir), *args],
+            env=env, capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+        assert "Traceback" not in done.stderr, done.stderr
+        return done
+
+    def ok(self, *args: str, user: str = "alice") -> subprocess.CompletedProcess[str]:
+        done = self(*args, user=user)
+        assert done.returncode == 0, (args, done.stdout, done.stderr)
+        return done
+
+    def show(self, ref: str) -> dict[str, Any]:
+        return json.loads(self.ok("change", "show", ref, "--json").stdout)
+
+    def audit(self) -> list[dict[str, Any]]:
+        text = (self.data_dir / "audit.jsonl").read_text()
+        return [json.loads(line) for line in text.splitlines()]
+
+    def touch(self, name: str) -> str:
+        return f"touch {self.work / name}"
+
+
+def approved_change(itop: Itop, hosts: str) -> str:
+    """A normal change on ``hosts`` written by alice, assessed and approved by bob."""
+    done = itop.ok("change", "new", "--title", "Touch marks", "--description", "touch files",
+                   "--justification", "test the gate", "--hosts", hosts, "--impact", "none",
+                   "--outage", "no", "--backout-plan", "remove the marks", "--json")
+    ref = json.loads(done.stdout)["ref"]
+    itop.ok("change", "submit", ref)
+    itop.ok("change", "assess", ref, "--comment", "harmless", user="bob")
+    itop.ok("change", "approve", ref, "--comment", "go", user="bob")
+    return str(ref)
+
+
+def test_production_refuses_mutations_outside_an_approved_window(tmp_path: Path, sshd: Any) -> None:
+    itop = Itop(tmp_path, sshd)
+
+    # No change: refused before anything reaches the host; development hosts are free.
+    refused = itop("run", "prod1", "--", itop.touch("before"))
+    assert refused.returncode == 1
+    assert "prod1 is a production host" in refused.stderr and "--change" in refused.stderr
+    assert not (itop.work / "before").exists()
+    itop.ok("run", "dev1", "--", itop.touch("dev"))
+    assert (itop.work / "dev").exists()
+    # Read-only work is never blocked; the allowlist decides what read-only is.
+    observed = itop.ok("run", "prod1:prod2", "--observe", "--", f"ls {itop.work}")
+    assert "dev" in observed.stdout
+    sneaky = itop("run", "prod1", "--observe", "--", f"ls {itop.work}; {itop.touch('sneaky')}")
+    assert sneaky.returncode == 2 and "shell syntax" in sneaky.stderr
+    assert itop("run", "prod1", "--observe", "--", itop.touch("x")).returncode == 2
+    assert not (itop.work / "sneaky").exists() and not (itop.work / "x").exists()
+
+    ref = approved_change(itop, "prod1")
+    # Approved but not scheduled: still closed.
+    assert itop("run", "--change", ref, "prod1", "--", itop.touch("early")).returncode == 1
+    # A short window, opening now.
+    itop.ok("change", "schedule", ref, "--start", "now", "--duration", "20s")
+    window_end = parse_iso(itop.show(ref)["window_end"])
+    assert window_end is not None
+
+    during = itop("run", "--change", ref, "prod1", "--", itop.touch("during"))
+    assert during.returncode == 0, during.stderr
+    assert f"recorded against {ref}" in during.stderr
+    # Without --change the single active change covering the host is used.
+    found = itop("run", "prod1", "--", itop.touch("found"))
+    assert found.returncode == 0, found.stderr
+    # The change does not cover prod2: nothing runs on either host.
+    wider = itop("run", "--change", ref, "prod1:prod2", "--", itop.touch("wider"))
+    assert wider.returncode == 1 and "does not cover prod2" in wider.stderr
+    assert {p.name for p in itop.work.iterdir()} == {"dev", "during", "found"}
+
+    remaining = (window_end - datetime.now(UTC)).total_seconds()
+    assert remaining > 0, "the test machine is too slow for a 20 s window"
+    time.sleep(remaining + 0.5)
+    after = itop("run", "--change", ref, "prod1", "--", itop.touch("after"))
+    assert after.returncode == 1 and f"the window of {ref} closed at" in after.stderr
+    again = itop("run", "prod1", "--", itop.touch("after"))
+    assert again.returncode == 1 and "none is active" in again.stderr
+    assert not (itop.work / "after").exists()
+
+    # The audit log and the work log tell the same story.
+    events = itop.audit()
+    gate = [(e["target"], e["result"]) for e in events if e["action"] == "change.gate"]
+    assert gate == [("prod1", "refused"), (ref, "refused"), (ref, "ok"), (ref, "ok"),
+                    (ref, "refused"), (ref, "refused"), ("prod1", "refused")]
+    runs = [e for e in events if e["action"] == "run" and e["target"] == "prod1"]
+    assert [(e["detail"].get("change"), e["detail"].get("observe")) for e in runs] == [
+        (None, True), (ref, None), (ref, None)]
+    log = [entry for entry in itop.show(ref)["work_log"] if entry["kind"] == "run"]
+    assert [entry["text"] for entry in log] == [
+        f"run: {itop.touch('during')} on prod1", f"run: {itop.touch('found')} on prod1"]
+    assert all(entry["actor"] == "alice" for entry in log)
+    assert itop.ok("audit", "verify").returncode == 0
+
+
+def test_emergency_run_waits_for_one_approver(tmp_path: Path, sshd: Any) -> None:
+    itop = Itop(tmp_path, sshd)
+    opened = itop("run", "prod1", "--emergency", "disk full on prod1", "--", itop.touch("fix"))
+    assert opened.returncode == 1
+    assert "CHG-1 opened: an emergency change for prod1. Nothing ran." in opened.stderr
+    assert "approver other than alice (bob, carol)" in opened.stderr
+    # The hint reruns the same command words, quoted for the shell.
+    assert f"itop run --change CHG-1 prod1 -- 'touch {itop.work / 'fix'}'" in opened.stderr
+    assert not (itop.work / "fix").exists()
+    change = itop.show("CHG-1")
+    assert (change["type"], change["state"], change["requester"]) == ("emergency", "authorize", "alice")
+    assert change["justification"] == "disk full on prod1"
+
+    # The requester cannot approve her own emergency change; nothing runs meanwhile.
+    own = itop("change", "approve", "CHG-1")
+    assert own.returncode == 1 and "(missing: role)" in own.stderr
+    assert itop("run", "--change", "CHG-1", "prod1", "--", itop.touch("fix")).returncode == 1
+    itop.ok("change", "approve", "CHG-1", "--comment", "go ahead", user="bob")
+    change = itop.show("CHG-1")
+    assert change["state"] == "scheduled" and change["derived"]["active"]
+    window = parse_iso(change["window_end"]) - parse_iso(change["window_start"])  # type: ignore[operator]
+    assert window == timedelta(minutes=240)
+
+    itop.ok("run", "--change", "CHG-1", "prod1", "--", itop.touch("fix"))
+    assert (itop.work / "fix").exists()
+    # Emergency changes are reviewed before they close.
+    itop.ok("change", "implement", "CHG-1", "--outcome", "succeeded")
+    early = itop("change", "close", "CHG-1", "--code", "successful", "--notes", "freed space")
+    assert early.returncode == 1 and "(missing: review)" in early.stderr
+    itop.ok("change", "review", "CHG-1", "--what-happened", "removed old logs",
+            "--incidents", "none", "--lessons", "rotate logs")
+    itop.ok("change", "close", "CHG-1", "--code", "successful", "--notes", "freed space")
+    history = [(e["actor"], e["action"], e["to_state"]) for e in itop.show("CHG-1")["work_log"]]
+    assert history == [
+        ("alice", "new", "draft"), ("alice", "submit", "authorize"),
+        ("bob", "approve", "scheduled"), ("alice", None, "scheduled"),
+        ("alice", "implement", "implement"), ("alice", "succeed", "review"),
+        ("alice", "review", "review"), ("alice", "close", "closed"),
+    ]
+
+
+async def test_gate_in_process_with_a_clock(trusted_settings: Any, sshd: Any) -> None:
+    """Two active changes on one host: the gate asks which; the clock decides the window."""
+    from dataclasses import replace
+
+    from itop_tui.domain.change import iso, new_change
+    from itop_tui.domain.models import Host
+    from itop_tui.ops.change_gate import ChangeGate, ChangeRequired
+    from itop_tui.ops.fleet import FleetRunner
+    from itop_tui.services.change_repo import ChangeRepository
+    from itop_tui.services.context import Services
+
+    services = Services.open(trusted_settings)
+    host = Host(name="testhost", status="production")
+    services.inventory.upsert_hosts([host])
+    changes = ChangeRepository.in_data_dir(trusted_settings.data_dir)
+    start = datetime(2030, 1, 1, 10, 0, tzinfo=UTC)
+    for _ in range(2):
+        changes.create(replace(
+            new_change(requester="alice", now=start, hosts=("testhost",)),
+            state="scheduled", window_start=iso(start), window_end=iso(start + timedelta(hours=1))))
+    now = {"t": start + timedelta(minutes=5)}
+    gate = ChangeGate(services, changes=changes, clock=lambda: now["t"])
+    runner = FleetRunner(services, gate=gate)
+    try:
+        with pytest.raises(ChangeRequired, match="several active changes cover testhost: CHG-1, CHG-2"):
+            await runner.run([host], "true")
+        (result,) = await runner.run([host], "echo under", change_ref="chg-2")
+        assert result.ok and result.stdout == "under\n"
+        assert runner.decision is not None and runner.decision.change_ref == "CHG-2"
+        now["t"] = start + timedelta(hours=1)
+        with pytest.raises(ChangeRequired, match="closed at 2030-01-01T11:00:00Z"):
+            await runner.run([host], "true", change_ref="CHG-2")
+        assert gate.check([host], mutating=False, change_ref=None).allowed
+    finally:
+        await services.close()
+    logged = [e.text for e in changes.require("CHG-2").work_log if e.kind == "run"]
+    assert logged == ["run: echo under on testhost"]
+    assert not [e for e in changes.require("CHG-1").work_log if e.kind == "run"]
