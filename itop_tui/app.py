@@ -23,6 +23,7 @@ from textual.screen import Screen
 
 from itop_tui.commands import HostCommands
 from itop_tui.domain.models import Inventory
+from itop_tui.screens.changes import ChangesScreen
 from itop_tui.screens.help import HelpScreen, collect_help
 from itop_tui.screens.inventory import InventoryScreen
 from itop_tui.screens.performance import PerformanceScreen
@@ -43,6 +44,7 @@ class Pane:
 PANES: tuple[Pane, ...] = (
     Pane("inventory", "Inventory", "1", InventoryScreen),
     Pane("performance", "Performance", "2", PerformanceScreen),
+    Pane("changes", "Changes", "4", ChangesScreen),
 )
 """The panes that work; only these are shown. Adding a pane is one line here."""
 

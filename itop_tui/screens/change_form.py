@@ -1,0 +1,259 @@
+"""Forms of the Changes pane: a small dialog of text fields, and the new-change form.
+
+:class:`FieldsDialog` asks for a few values (a comment, a window, a close
+code and notes); it checks required fields and fixed choices itself and
+dismisses with the values by name. :class:`ChangeFormScreen` writes a new
+change: blank (normal or emergency) or standard from a template of the
+config, its hosts chosen with the selector syntax (the count of matching
+hosts shown as you type) and its procedures from the library.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import ClassVar
+
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.screen import ModalScreen
+from textual.widgets import Button, Input, Static
+
+from itop_tui.domain.change import CHANGE_TYPES, ChangeRefused
+from itop_tui.domain.models import Inventory
+from itop_tui.domain.selectors import SelectorError, select_hosts
+from itop_tui.ops.change_workflow import ChangeSpec, ChangeWorkflow
+from itop_tui.screens.worker_errors import ReportsWorkerErrors, describe_error
+from itop_tui.services.context import ReadOnlyError
+from itop_tui.services.procedure_repo import ProcedureRepository
+
+
+@dataclass(frozen=True)
+class FormField:
+    """One text field: its name, label, hint, initial value and rules.
+
+    ``choices`` (when given) lists the only values accepted; an empty value
+    is accepted unless ``required``.
+    """
+
+    name: str
+    label: str
+    placeholder: str = ""
+    value: str = ""
+    required: bool = False
+    choices: tuple[str, ...] = ()
+
+
+def check_values(fields: Sequence[FormField], values: dict[str, str]) -> str | None:
+    """Why ``values`` do not fill ``fields`` (the first problem), or None."""
+    for spec in fields:
+        value = values.get(spec.name, "").strip()
+        if spec.required and not value:
+            return f"{spec.label}: required"
+        if value and spec.choices and value not in spec.choices:
+            return f"{spec.label}: one of {', '.join(spec.choices)}, got {value!r}"
+    return None
+
+
+class FieldsDialog(ReportsWorkerErrors, ModalScreen[dict[str, str] | None]):
+    """A few labelled inputs; Ctrl+S or Enter in the last one saves, Escape cancels."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape", "cancel", "Cancel"),
+        Binding("ctrl+s", "save", "Save"),
+    ]
+
+    def __init__(self, title: str, fields: Sequence[FormField], *, intro: str = "",
+                 save_label: str = "Save") -> None:
+        """Ask for ``fields`` under ``title``; ``intro`` explains what happens."""
+        super().__init__()
+        self._title = title
+        self.fields = list(fields)
+        self._intro = intro
+        self._save_label = save_label
+
+    def compose(self) -> ComposeResult:
+        """Title, intro, the fields, an error line, the buttons."""
+        with Vertical(classes="dialog change-dialog"):
+            yield Static(self._title, classes="dialog-title", markup=False)
+            if self._intro:
+                yield Static(self._intro, classes="dialog-text", markup=False)
+            with VerticalScroll(classes="change-fields"):
+                for spec in self.fields:
+                    label = spec.label + (" *" if spec.required else "")
+                    if spec.choices:
+                        label += f" ({' / '.join(spec.choices)})"
+                    yield Static(label, classes="field-label", markup=False)
+                    yield Input(spec.value, placeholder=spec.placeholder, id=f"field-{spec.name}")
+                    yield from self.extra_after(spec)
+            yield Static("", id="fields-error", classes="field-error", markup=False)
+            with Horizontal(classes="dialog-buttons"):
+                yield Button("Cancel", id="cancel")
+                yield Button(self._save_label, id="save", variant="primary")
+
+    def extra_after(self, spec: FormField) -> ComposeResult:
+        """Widgets shown under the field ``spec`` (none here; subclasses add hints)."""
+        yield from ()
+
+    def on_mount(self) -> None:
+        """Put the cursor in the first field; a steady cursor keeps snapshots stable."""
+        for widget in self.query(Input):
+            widget.cursor_blink = False
+        if self.fields:
+            self.query_one(f"#field-{self.fields[0].name}", Input).focus()
+
+    def values(self) -> dict[str, str]:
+        """The current text of each field, by name, stripped."""
+        return {spec.name: self.query_one(f"#field-{spec.name}", Input).value.strip()
+                for spec in self.fields}
+
+    def show_error(self, text: str) -> None:
+        """Say what is wrong under the fields."""
+        self.query_one("#fields-error", Static).update(text)
+
+    @on(Input.Submitted)
+    def _submitted(self, event: Input.Submitted) -> None:
+        if self.fields and event.input.id == f"field-{self.fields[-1].name}":
+            self.action_save()
+        else:
+            self.focus_next()
+
+    @on(Button.Pressed)
+    def _pressed(self, event: Button.Pressed) -> None:
+        if event.button.id == "save":
+            self.action_save()
+        else:
+            self.action_cancel()
+
+    def action_save(self) -> None:
+        """Check the values and dismiss with them, or show the first problem."""
+        values = self.values()
+        problem = check_values(self.fields, values)
+        if problem is not None:
+            self.show_error(problem)
+            return
+        self.accept(values)
+
+    def accept(self, values: dict[str, str]) -> None:
+        """Values are complete: dismiss with them (subclasses save first)."""
+        self.dismiss(values)
+
+    def action_cancel(self) -> None:
+        """Close without values."""
+        self.dismiss(None)
+
+
+def change_fields(templates: Sequence[str]) -> list[FormField]:
+    """The fields of a new change."""
+    return [
+        FormField("type", "Type", "normal", "normal", required=True, choices=CHANGE_TYPES),
+        FormField("template", "Standard template (standard changes only)",
+                  ", ".join(templates) or "none configured (changes.templates)",
+                  choices=tuple(templates)),
+        FormField("title", "Title", "what changes, in a few words"),
+        FormField("description", "Description", "what will be done"),
+        FormField("justification", "Justification", "why (a ticket, a CVE, a request)"),
+        FormField("hosts", "Hosts (a selector)", "web, db01, tag:nginx&status:production"),
+        FormField("impact", "Impact", "what users will notice"),
+        FormField("outage", "Outage", "yes or no", choices=("yes", "no")),
+        FormField("implementation", "Implementation procedure", "a procedure id from the library"),
+        FormField("backout", "Backout procedure", "a procedure id from the library"),
+        FormField("backout_plan", "Backout plan", "how to undo it"),
+        FormField("test_plan", "Test plan", "how to check it worked"),
+    ]
+
+
+class ChangeFormScreen(FieldsDialog):
+    """Write a new change as a draft; dismisses with ``{"ref": CHG-N}`` (None when cancelled)."""
+
+    def __init__(self, workflow: ChangeWorkflow) -> None:
+        """A blank form for ``workflow``'s person."""
+        templates = sorted(workflow.services.settings.changes.templates)
+        super().__init__(
+            "New change", change_fields(templates), save_label="Create draft",
+            intro="A draft: submit it from its detail. A standard change takes everything "
+                  "left blank from its template.")
+        self.workflow = workflow
+        self.inventory: Inventory | None = None
+        self.procedure_ids: list[str] = []
+
+    def extra_after(self, spec: FormField) -> ComposeResult:
+        """The host count under the selector, the library under the procedures."""
+        if spec.name == "hosts":
+            yield Static("", id="hosts-match", classes="dialog-hint", markup=False)
+        elif spec.name == "backout":
+            yield Static("", id="procedure-library", classes="dialog-hint", markup=False)
+
+    def on_mount(self) -> None:
+        """Read the inventory and the procedure library for the hints."""
+        super().on_mount()
+        self.load_references()
+
+    @work(thread=True, exit_on_error=False, group="form", description="Read the inventory")
+    def load_references(self) -> None:
+        """Inventory and procedure ids (in a thread)."""
+        inventory = self.workflow.services.inventory.load()
+        data_dir = self.workflow.services.settings.data_dir
+        ids = sorted(p.id for p in ProcedureRepository.in_data_dir(data_dir).all())
+        self.app.call_from_thread(self._references_loaded, inventory, ids)
+
+    def _references_loaded(self, inventory: Inventory, ids: list[str]) -> None:
+        self.inventory = inventory
+        self.procedure_ids = ids
+        self.query_one("#procedure-library", Static).update(
+            "Library: " + (", ".join(ids) if ids else "empty (import procedures first)"))
+        self._count_hosts()
+
+    @on(Input.Changed, "#field-hosts")
+    def _count_hosts(self) -> None:
+        if self.inventory is None:
+            return
+        text = self.query_one("#field-hosts", Input).value.strip()
+        hint = self.query_one("#hosts-match", Static)
+        if not text:
+            hint.update(f"{len(self.inventory.hosts)} hosts in the inventory")
+            return
+        try:
+            found = select_hosts(self.inventory, text)
+        except SelectorError as exc:
+            hint.update(str(exc))
+            return
+        names = ", ".join(h.name for h in found[:8]) + (" …" if len(found) > 8 else "")
+        hint.update(f"{len(found)} hosts match" + (f": {names}" if found else ""))
+
+    def accept(self, values: dict[str, str]) -> None:
+        """Check the procedure ids and write the change in a thread."""
+        for name in ("implementation", "backout"):
+            proc = values[name]
+            if proc and self.procedure_ids and proc not in self.procedure_ids:
+                self.show_error(f"{name}: no procedure {proc!r} in the library")
+                return
+        if values["template"] and values["type"] != "standard":
+            self.show_error("Type: a change from a template is standard")
+            return
+        spec = ChangeSpec(
+            type=values["type"],
+            template=values["template"] or None,
+            title=values["title"], description=values["description"],
+            justification=values["justification"], hosts=values["hosts"],
+            impact=values["impact"],
+            outage=None if not values["outage"] else values["outage"] == "yes",
+            implementation=values["implementation"] or None,
+            backout=values["backout"] or None,
+            backout_plan=values["backout_plan"], test_plan=values["test_plan"],
+        )
+        self.show_error("Writing the change…")
+        self.create(spec)
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="save",
+          description="Write the change")
+    def create(self, spec: ChangeSpec) -> None:
+        """Write the draft (in a thread); refusals are shown on the form."""
+        try:
+            change = self.workflow.create(spec)
+        except (ChangeRefused, SelectorError, ValueError, ReadOnlyError) as exc:
+            self.app.call_from_thread(self.show_error, describe_error(exc))
+            return
+        self.app.call_from_thread(self.dismiss, {"ref": change.ref})
