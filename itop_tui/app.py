@@ -23,6 +23,7 @@ from textual.screen import Screen
 
 from itop_tui.commands import HostCommands
 from itop_tui.domain.models import Inventory
+from itop_tui.screens.backups import BackupsScreen
 from itop_tui.screens.changes import ChangesScreen
 from itop_tui.screens.help import HelpScreen, collect_help
 from itop_tui.screens.inventory import InventoryScreen
@@ -45,6 +46,7 @@ PANES: tuple[Pane, ...] = (
     Pane("inventory", "Inventory", "1", InventoryScreen),
     Pane("performance", "Performance", "2", PerformanceScreen),
     Pane("changes", "Changes", "4", ChangesScreen),
+    Pane("backups", "Backups", "5", BackupsScreen),
 )
 """The panes that work; only these are shown. Adding a pane is one line here."""
 
@@ -87,9 +89,9 @@ class ItopApp(App[None]):
         """The latest inventory snapshot a pane loaded (the command palette searches it)."""
         # Animations cost bytes on every frame; over a slow SSH link that is lag.
         self.animation_level = "none"
-        self.sub_title = (
-            f"{services.actor} ({services.role}) · {services.settings.config_label}"
-        )
+        self._identity = f"{services.actor} ({services.role}) · {services.settings.config_label}"
+        """The header's subtitle before any note of an active change."""
+        self.sub_title = self._identity
         for pane in PANES:
             self.add_mode(pane.mode, partial(pane.screen, services, self.clock))
         self._pending_keys: deque[events.Key] = deque()
@@ -99,7 +101,8 @@ class ItopApp(App[None]):
         self._key_timeout: asyncio.TimerHandle | None = None
 
     def on_mount(self) -> None:
-        """Apply the configured theme, open the first pane, show store recoveries."""
+        """Apply the configured theme, open the first pane, show store recoveries;
+        every 30 s, note active changes in the header."""
         theme = self.services.settings.theme
         if theme in self.available_themes:
             self.theme = theme
@@ -113,6 +116,30 @@ class ItopApp(App[None]):
         self.switch_mode(PANES[0].mode)
         for message in self.services.recovery_messages:
             self.notify(message, title="Store recovered", severity="warning", timeout=20, markup=False)
+
+        # The header names each change whose window is open, with the time left,
+        # as the change gate sees it (real time, whatever clock the tables use).
+        def note_active_changes() -> None:
+            from itop_tui.domain.change_windows import time_left
+            from itop_tui.ops.change_gate import ChangeGate
+            from itop_tui.screens.run_dialog import left_text
+
+            gate = ChangeGate(self.services)
+            now = gate.clock()
+            notes = [
+                f" · {change.ref} active, {left_text(left)}"
+                for change in gate.active()
+                if (left := time_left(change, now)) is not None
+            ]
+            self.call_from_thread(setattr, self, "sub_title", self._identity + "".join(notes))
+
+        def refresh_active_changes() -> None:
+            self.run_worker(note_active_changes, thread=True, exclusive=True,
+                            group="active-change", exit_on_error=False,
+                            description="Look for active changes")
+
+        refresh_active_changes()
+        self.set_interval(30, refresh_active_changes)
 
     async def on_unmount(self) -> None:
         """Close pooled SSH connections while their event loop still runs."""
