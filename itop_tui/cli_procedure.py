@@ -33,6 +33,7 @@ from itop_tui.cli import (
     print_json,
     table,
 )
+from itop_tui.domain.change import normalize_ref
 from itop_tui.domain.procedure import Procedure, Step, Variable
 from itop_tui.domain.procedure_loader import ProcedureFormatError, dump_procedure, load_procedure
 from itop_tui.domain.roles import Role, can_manage_library
@@ -105,6 +106,9 @@ def register(sub: Any, add: Callable[[Any, str, str], argparse.ArgumentParser]) 
                    help="variable value (repeatable); secrets come from ITOP_VAR_NAME or a prompt")
     p.add_argument("--check", action="store_true",
                    help="check mode: run only checks and read-only steps, show what else would run")
+    p.add_argument("--change", default=None, metavar="CHG",
+                   help="run under this approved change, inside its window (production hosts "
+                        "need one for mutating steps; default: the single active change)")
     _run_options(p)
     p.set_defaults(handler=cmd_run)
 
@@ -649,7 +653,7 @@ def _outcome(run: ProcedureRun) -> None:
 
 @_guarded
 def cmd_run(args: argparse.Namespace) -> int:
-    """``itop procedure run ID [--target SEL] [--var K=V]... [--check] [--yes] [--json]``."""
+    """``itop procedure run ID [--target SEL] [--var K=V]... [--check] [--change CHG] [--yes] [--json]``."""
     services = open_services(args)
     services.require_writable("run procedures")
     procedures, _runs = _repositories(services)
@@ -663,10 +667,17 @@ def cmd_run(args: argparse.Namespace) -> int:
             f"{procedure.id} has steps that change things or need a person: confirm them on a "
             "terminal, pass --yes to confirm them all, or use --check"
         )
+    change_id: str | None = None
+    if args.change is not None:
+        try:
+            change_id = normalize_ref(args.change)
+        except ValueError as exc:
+            raise UsageError(f"--change: {exc}") from None
     supplied.update(_start_secrets(procedure))
     console = _Console(args)
     return _execute(args, services, console, lambda runner: runner.start(
-        procedure.id, selector=args.target, variables=supplied, check=bool(args.check)))
+        procedure.id, selector=args.target, variables=supplied, check=bool(args.check),
+        change_id=change_id))
 
 
 def _run_procedure(services: Services, run_id: str) -> tuple[ProcedureRun, Procedure | None]:

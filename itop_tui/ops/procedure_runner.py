@@ -27,6 +27,9 @@ How a run goes (docs/procedures.md, "Running procedures"):
   decides from their own itop (:meth:`ProcedureRunner.approve`); the waiting
   runner polls the store (``approval_wait``) or stops, and ``resume``
   continues later.
+* A mutating step on production hosts asks the change gate first (under
+  the run's ``change_id``); a refusal pauses the run before the operator is
+  asked to confirm (see ``ProcedureRunner._gate``, docs/changes.md).
 * Check mode runs only checks and read-only steps and records, for every
   other step and host, the exact (redacted) command that would have run.
 * Secret values are used only in memory: commands receive them on stdin,
@@ -44,13 +47,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import inspect
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, TypeVar
 
 from itop_tui.domain.batches import batch_should_stop, serial_batches
+from itop_tui.domain.change import APPROVED_STATES, Change
+from itop_tui.domain.change_windows import active_changes
 from itop_tui.domain.models import Host
 from itop_tui.domain.procedure import DEFAULT_STEP_TIMEOUT, Procedure, Step, Variable
 from itop_tui.domain.procedure_loader import procedure_from_dict
@@ -74,6 +81,7 @@ from itop_tui.domain.substitution import (
     resolve_values,
     value_problem,
 )
+from itop_tui.ops.change_gate import PRODUCTION, ChangeGate
 from itop_tui.ops.fleet import fan_out
 from itop_tui.services.context import Services
 from itop_tui.services.procedure_repo import (
@@ -914,10 +922,46 @@ class ProcedureRunner:
             for h in hosts
         })
 
+    def _gate(self, context: _Context, step: Step, hosts: list[str]) -> None:
+        """Ask the change gate before a mutating step runs on production hosts.
+
+        Only a mutating step in normal (or trainee) mode, not check mode, on
+        a batch holding at least one host with status ``production`` is
+        gated, under the run's ``change_id`` when it has one (else the
+        single active change covering those hosts). A refusal runs the step
+        on none of ``hosts`` and *pauses* the run with the gate's reason
+        (the hosts are not failed: nothing went wrong on them, and ``itop
+        procedure resume`` continues once a change is active). The gate
+        audits its decision and writes the step to the change's work log.
+
+        A run the change workflow made for its change (``itop change
+        implement|backout``, linked in the change) is let through without a
+        second record when that change is open now on the hosts: the
+        workflow audits and logs the run itself. The backout run of a
+        *failed* change counts as open inside the window (docs/changes.md:
+        a failed change can be backed out later, inside its window).
+        """
+        targets = [h for h in (context.hosts.get(n) for n in hosts) if h is not None]
+        protected = [h.name for h in targets if h.status == PRODUCTION]
+        if not protected:
+            return
+        run = context.run
+        gate = ChangeGate(self.services)
+        change = gate.changes.get(run.change_id) if run.change_id is not None else None
+        if change is not None and _open_for_linked_run(change, run.id, protected, gate.clock()):
+            return
+        decision = gate.check(
+            targets, mutating=True, change_ref=run.change_id,
+            what=f"procedure {run.procedure_id} step {step.id} ({run.id})",
+        )
+        if not decision.allowed:
+            raise _Halt("paused", f"step {step.id} refused by the change gate: {decision.reason}")
+
     async def _commands(self, context: _Context, step: Step, hosts: list[str]) -> None:
         confirmed_by: str | None = None
         note: str | None = None
         if step.mutates and not context.check:
+            self._gate(context, step, hosts)
             answer: Answer = False
             if self.callbacks.confirm is not None:
                 answer = await _answer(self.callbacks.confirm(step, hosts))
@@ -1247,6 +1291,16 @@ async def _answer(value: T | Awaitable[T]) -> T:
     if inspect.isawaitable(value):
         return await value
     return value
+
+
+def _open_for_linked_run(change: Change, run_id: str, protected: list[str], now: datetime) -> bool:
+    """Whether ``change`` made run ``run_id`` and is open on ``protected`` at ``now``."""
+    purposes = {r.purpose for r in change.runs if r.id == run_id}
+    opening = change.state in APPROVED_STATES or (
+        change.state == "failed" and "backout" in purposes)
+    if not purposes or not opening:
+        return False
+    return bool(active_changes([dataclasses.replace(change, state="implement")], protected, now))
 
 
 def _step_records(procedure: Procedure, hosts: list[str]) -> list[StepRecord]:

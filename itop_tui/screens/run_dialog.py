@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import ClassVar
 
 from rich.text import Text
@@ -16,8 +17,11 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, DataTable, Footer, Input, Label, ProgressBar, Static
 from textual.worker import Worker, WorkerState
 
+from itop_tui.domain.change import Change
+from itop_tui.domain.change_windows import time_left
 from itop_tui.domain.models import Host
 from itop_tui.domain.output import strip_control
+from itop_tui.ops.change_gate import ChangeGate, ChangeRequired
 from itop_tui.ops.fleet import FleetRunner
 from itop_tui.screens.confirm import ConfirmDialog
 from itop_tui.screens.early_keys import KeepsEarlyKeys
@@ -36,7 +40,34 @@ STATE_STYLES = {
     "failed": "bold red",
     "error": "bold red",
     "cancelled": "yellow",
+    "refused": "bold red",
 }
+
+
+def left_text(delta: timedelta) -> str:
+    """``42m left`` (``<1m left`` in the last minute) for the time a window stays open."""
+    minutes = int(delta.total_seconds()) // 60
+    return f"{minutes}m left" if minutes >= 1 else "<1m left"
+
+
+def change_note(changes: list[Change], production: list[str], now: datetime) -> Text:
+    """What the dialog says about the change a run on ``production`` hosts goes under."""
+    if not changes:
+        return Text(
+            "No active change covers the production hosts: a mutating command will be "
+            "refused (open or schedule a change first)", style="bold red")
+    if len(changes) > 1:
+        refs = ", ".join(c.ref for c in changes)
+        return Text(f"Several active changes cover these hosts ({refs}): the run will be "
+                    "refused; run it from the CLI with --change", style="bold red")
+    change = changes[0]
+    left = time_left(change, now)
+    text = Text("Recorded against ")
+    text.append(change.ref, style="bold")
+    text.append(f" {change.title}" if change.title else "")
+    if left is not None:
+        text.append(f" ({left_text(left)})")
+    return text
 
 
 def result_state(result: RunResult) -> str:
@@ -85,7 +116,10 @@ class RunDialog(ReportsWorkerErrors, KeepsEarlyKeys, ModalScreen[RunOutcome]):
     """Asks for a command, forks and timeout; runs it and shows each host's result.
 
     The run happens in a worker; results arrive as messages and update one
-    row each. Escape or ctrl+c cancels a running command (hosts not started
+    row each. When production hosts are among the targets, a thread worker
+    looks up the single active change covering them: the run goes under it
+    (the dialog says which), and a refusal by the change gate is shown with
+    its reason in the dialog. Escape or ctrl+c cancels a running command (hosts not started
     are never started); Escape when idle closes the dialog.
     """
 
@@ -109,6 +143,13 @@ class RunDialog(ReportsWorkerErrors, KeepsEarlyKeys, ModalScreen[RunOutcome]):
             super().__init__()
             self.result = result
 
+    class RunRefused(Message):
+        """The change gate refused the run; nothing ran."""
+
+        def __init__(self, reason: str) -> None:
+            super().__init__()
+            self.reason = reason
+
     class RunEnded(Message):
         """The run is over: finished or cancelled."""
 
@@ -124,6 +165,7 @@ class RunDialog(ReportsWorkerErrors, KeepsEarlyKeys, ModalScreen[RunOutcome]):
         self.results: dict[str, RunResult] = {}
         self.outcome = RunOutcome()
         self.running = False
+        self.change_ref: str | None = None
         self._run_worker: Worker[None] | None = None
 
     def compose(self) -> ComposeResult:
@@ -136,6 +178,7 @@ class RunDialog(ReportsWorkerErrors, KeepsEarlyKeys, ModalScreen[RunOutcome]):
                 classes="dialog-title",
             )
             yield Static(target_summary(self.hosts), id="run-targets")
+            yield Static("", id="run-change", markup=False)
             with Horizontal(id="run-form"):
                 yield Input(placeholder="command, e.g. uptime", id="run-command")
                 yield Label("forks", classes="inline-label")
@@ -160,6 +203,24 @@ class RunDialog(ReportsWorkerErrors, KeepsEarlyKeys, ModalScreen[RunOutcome]):
             ("First line of output", "line"),
         ):
             table.add_column(label, key=key)
+        if self._production():
+            self.query_one("#run-change", Static).update("Looking for the active change…")
+            self._find_change()
+
+    def _production(self) -> list[str]:
+        return [h.name for h in self.hosts if h.status == "production"]
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="change",
+          description="Find the active change")
+    def _find_change(self) -> None:
+        production = self._production()
+        gate = ChangeGate(self.services)
+        changes = gate.active(production)
+        self.app.call_from_thread(self._show_change, changes, production, gate.clock())
+
+    def _show_change(self, changes: list[Change], production: list[str], now: datetime) -> None:
+        self.change_ref = changes[0].ref if len(changes) == 1 else None
+        self.query_one("#run-change", Static).update(change_note(changes, production, now))
 
     # -- starting ---------------------------------------------------------
 
@@ -191,7 +252,7 @@ class RunDialog(ReportsWorkerErrors, KeepsEarlyKeys, ModalScreen[RunOutcome]):
             self.query_one("#run-command", Input).focus()
             return
         error.update("")
-        production = [h.name for h in self.hosts if h.status == "production"]
+        production = self._production()
         if not production:
             self._start(command, forks, timeout)
             return
@@ -247,8 +308,11 @@ class RunDialog(ReportsWorkerErrors, KeepsEarlyKeys, ModalScreen[RunOutcome]):
         try:
             results = await runner.run(
                 self.hosts, command, forks=forks, timeout=timeout,
-                on_start=started, on_result=finished,
+                on_start=started, on_result=finished, change_ref=self.change_ref,
             )
+        except ChangeRequired as exc:
+            self.post_message(self.RunRefused(exc.decision.reason))
+            return
         except asyncio.CancelledError:
             self.post_message(self.RunEnded(RunOutcome([], dict(runner.unknown_keys), True)))
             raise
@@ -275,6 +339,13 @@ class RunDialog(ReportsWorkerErrors, KeepsEarlyKeys, ModalScreen[RunOutcome]):
         table.update_cell(result.host, "line", Text(first_line(result)), update_width=True)
         self.query_one("#run-progress", ProgressBar).advance(1)
         self._update_summary()
+
+    def on_run_dialog_run_refused(self, message: RunRefused) -> None:
+        """Show the change gate's reason; no host ran the command."""
+        for host in self.hosts:
+            self._set_state(host.name, "refused")
+        self.query_one("#run-error", Static).update(f"Refused by the change gate: {message.reason}")
+        self._finish()
 
     def on_run_dialog_run_ended(self, message: RunEnded) -> None:
         """Mark unfinished hosts, re-enable the form, report unknown host keys."""
