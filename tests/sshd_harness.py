@@ -16,6 +16,7 @@ Usable without pytest::
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import getpass
 import os
@@ -23,6 +24,7 @@ import signal
 import socket
 import subprocess
 import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -212,6 +214,30 @@ class SshdHarness:
                 stack.append(pid)
         return found
 
+    def session_processes_running(self, text: str) -> set[int]:
+        """Pids below this sshd whose command line contains ``text``.
+
+        Only this harness's sessions count: other sshds on the machine (other
+        test sessions, benchmarks) may run the same commands.
+        """
+        return pids_running(text) & set(self.session_processes())
+
+    def kill_session_of(self, pid: int) -> list[int]:
+        """SIGKILL the sshd session processes between the listener and ``pid``.
+
+        The client then sees its connection drop, as when a host dies; the
+        command ``pid`` itself is left running, orphaned. Returns the killed
+        pids (empty when ``pid`` is not served by this sshd any more).
+        """
+        killed = []
+        parent = parent_of(pid)
+        while parent is not None and parent not in (self.pid, 0, 1):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(parent, signal.SIGKILL)
+                killed.append(parent)
+            parent = parent_of(parent)
+        return killed
+
     # -- keys and client files -------------------------------------------
 
     def host_key_data(self) -> str:
@@ -336,6 +362,78 @@ class SshdHarness:
             "Subsystem sftp internal-sftp",
         ]
         self.config_path.write_text("\n".join(lines) + "\n")
+
+
+# -- processes ----------------------------------------------------------------
+#
+# Helpers for tests that find, kill or wait for the commands an sshd runs.
+# They read /proc directly: ``pgrep`` is a process start per poll, which adds
+# up on a loaded machine.
+
+
+def parent_of(pid: int) -> int | None:
+    """The parent pid of ``pid``, None once it is gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # The command name is in parentheses and may hold spaces.
+    return int(stat.rsplit(")", 1)[1].split()[1])
+
+
+def pids_running(text: str) -> set[int]:
+    """Pids of live processes whose command line contains ``text``.
+
+    Zombies have no command line, so a command that ended but was not reaped
+    yet does not count as running.
+    """
+    found: set[int] = set()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if text in cmdline.replace(b"\0", b" ").decode(errors="replace"):
+            found.add(int(entry.name))
+    return found
+
+
+def still_running(pids: Iterable[int], text: str) -> set[int]:
+    """Those of ``pids`` that still run a command line containing ``text``."""
+    return set(pids) & pids_running(text)
+
+
+async def wait_until_gone(pids: Iterable[int], text: str, timeout: float = 30.0) -> set[int]:
+    """Wait for ``pids`` (running ``text``) to end; those left after ``timeout``.
+
+    The deadline is generous: it only matters when something is wrong, and a
+    loaded machine can take seconds to schedule a dying process.
+    """
+    wanted = set(pids)
+    deadline = time.monotonic() + timeout
+    while True:
+        left = still_running(wanted, text)
+        if not left or time.monotonic() > deadline:
+            return left
+        await asyncio.sleep(0.05)
+
+
+async def wait_for_processes(
+    harness: SshdHarness, text: str, exclude: Iterable[int] = (), timeout: float = 30.0
+) -> set[int]:
+    """Wait until ``harness`` runs a command containing ``text`` (not in ``exclude``).
+
+    Returns the new pids, empty if none appeared within ``timeout``.
+    """
+    skip = set(exclude)
+    deadline = time.monotonic() + timeout
+    while True:
+        found = harness.session_processes_running(text) - skip
+        if found or time.monotonic() > deadline:
+            return found
+        await asyncio.sleep(0.05)
 
 
 def _signal(pid: int, sig: signal.Signals) -> None:

@@ -7,21 +7,21 @@ The sshd serves this very machine, so what the remote loop reads from
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import math
 import os
-import signal
 import subprocess
+import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import psutil
 import pytest
-from sshd_harness import SshdHarness
+from sshd_harness import SshdHarness, wait_for_processes, wait_until_gone
 
 from itop_tui.domain.metrics import Sample, SampleBuilder
 from itop_tui.domain.models import Host
-from itop_tui.domain.procfs import FRAME_BEGIN, is_whole_disk
+from itop_tui.domain.procfs import FRAME_BEGIN, RawSample, is_whole_disk
 from itop_tui.ops.top_processes import top_processes
 from itop_tui.services.metrics_collector import (
     Collector,
@@ -47,7 +47,7 @@ async def pool(trusted_settings: Settings) -> AsyncIterator[TransportPool]:
     await transport_pool.close()
 
 
-async def take(collector: Collector, count: int, timeout: float = 10.0) -> list[Sample]:
+async def take(collector: Collector, count: int, timeout: float = 60.0) -> list[Sample]:
     """``count`` samples from a collector, then close its stream."""
     builder = SampleBuilder()
     samples: list[Sample] = []
@@ -66,52 +66,24 @@ async def take(collector: Collector, count: int, timeout: float = 10.0) -> list[
 # -- processes of the remote loop ---------------------------------------------
 
 
-def pgrep_loops() -> set[int]:
-    """Pids of every collection loop on this machine (``pgrep -f`` its marker)."""
-    done = subprocess.run(["pgrep", "-f", FRAME_BEGIN], capture_output=True, text=True)
-    return {int(pid) for pid in done.stdout.split()}
-
-
 def loops_of(harness: SshdHarness) -> set[int]:
     """Collection loops started through this test sshd."""
-    return pgrep_loops() & set(harness.session_processes())
+    return harness.session_processes_running(FRAME_BEGIN)
 
 
-def parent_of(pid: int) -> int | None:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return int(stat.rsplit(")", 1)[1].split()[1])
+async def wait_for_loop(harness: SshdHarness, before: set[int] | None = None) -> set[int]:
+    """The loops of this sshd that were not running ``before``, once there is one."""
+    return await wait_for_processes(harness, FRAME_BEGIN, exclude=before or set())
 
 
-def kill_serving_sshd(harness: SshdHarness, loop_pid: int) -> list[int]:
-    """SIGKILL the sshd session processes between the listener and a loop."""
-    killed = []
-    pid = parent_of(loop_pid)
-    while pid is not None and pid not in (harness.pid, 0, 1):
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
-            killed.append(pid)
-        pid = parent_of(pid)
-    return killed
+async def wait_until_loops_gone(pids: set[int]) -> set[int]:
+    """Wait for the loops to end; return those still running after a generous deadline."""
+    return await wait_until_gone(pids, FRAME_BEGIN)
 
 
-async def wait_until_gone(pids: set[int], timeout: float = 5.0) -> set[int]:
-    """Wait for the loops to end; return those still running after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        left = pids & pgrep_loops()
-        if not left or time.monotonic() > deadline:
-            return left
-        await asyncio.sleep(0.1)
-
-
-async def wait_for_loop(harness: SshdHarness, timeout: float = 5.0) -> set[int]:
-    deadline = time.monotonic() + timeout
-    while not (found := loops_of(harness)) and time.monotonic() < deadline:
-        await asyncio.sleep(0.05)
-    return found
+def boot_seconds() -> float:
+    """This machine's /proc/uptime: the clock the remote loop stamps each frame with."""
+    return float(Path("/proc/uptime").read_text().split()[0])
 
 
 # -- agreement with psutil ------------------------------------------------------
@@ -182,13 +154,14 @@ async def test_local_collector_agrees_with_psutil_and_the_remote_shape(
 async def test_closing_the_stream_ends_the_loop_on_the_host(
     pool: TransportPool, sshd: SshdHarness
 ) -> None:
+    before = loops_of(sshd)  # loops of earlier tests may still be ending
     collector = RemoteCollector(pool.for_host(TESTHOST), "testhost", INTERVAL)
     stream = collector.samples()
-    await asyncio.wait_for(anext(stream), 10)
-    loops = await wait_for_loop(sshd)
+    await asyncio.wait_for(anext(stream), 30)
+    loops = await wait_for_loop(sshd, before)
     assert loops, "the collection loop is not running under the test sshd"
     await stream.aclose()
-    assert await wait_until_gone(loops) == set()
+    assert await wait_until_loops_gone(loops) == set()
     # The connection stays pooled for other work.
     assert (await pool.for_host(TESTHOST).run("echo still")).stdout == "still\n"
 
@@ -196,49 +169,154 @@ async def test_closing_the_stream_ends_the_loop_on_the_host(
 async def test_a_dropped_connection_ends_the_stream_and_the_loop(
     pool: TransportPool, sshd: SshdHarness
 ) -> None:
+    before = loops_of(sshd)  # loops of earlier tests may still be ending
     collector = RemoteCollector(pool.for_host(TESTHOST), "testhost", INTERVAL)
     stream = collector.samples()
-    received = 0
+    received: list[RawSample] = []
     loops: set[int] = set()
+    killed_at: float | None = None
     with pytest.raises(TransportError):
-        async with asyncio.timeout(15):
-            async for _raw in stream:
-                received += 1
-                if received == 2:
-                    loops = await wait_for_loop(sshd)
-                    assert loops
+        async with asyncio.timeout(60):
+            async for raw in stream:
+                received.append(raw)
+                if len(received) == 2:
+                    loops = await wait_for_loop(sshd, before)
+                    assert len(loops) == 1, f"expected this stream's loop alone, got {loops}"
                     for pid in loops:
-                        assert kill_serving_sshd(sshd, pid)
-    assert received == 2
+                        assert sshd.kill_session_of(pid)
+                    killed_at = boot_seconds()
+    assert killed_at is not None and len(received) >= 2
+    # Frames the loop wrote before the kill may still be in flight (the
+    # client reads them after the drop, as many as the kill took intervals
+    # on a loaded machine); none may come from after it: the stream ended
+    # with the connection and nothing reconnected behind its back.
+    late = [raw.uptime for raw in received if raw.uptime is None or raw.uptime > killed_at]
+    assert late == [], f"frames stamped after the kill at {killed_at}: {late}"
     # Orphaned, the loop notices its closed output at its next write.
-    assert await wait_until_gone(loops) == set()
+    assert await wait_until_loops_gone(loops) == set()
 
 
-async def test_top_processes_over_ssh_agree_with_psutil(pool: TransportPool) -> None:
-    remote, local = await asyncio.gather(
-        top_processes(TESTHOST, pool.for_host(TESTHOST)),
-        top_processes(Host(name="here", address="local"), None),
+# -- top processes ---------------------------------------------------------------
+
+BALLAST_BYTES = 256 << 20
+
+
+@pytest.fixture
+def ballast() -> Iterator[psutil.Process]:
+    """A process of this test holding 256 MiB it never touches again.
+
+    Its resident size is stable and larger than anything else the tests
+    run, so it is in both top-by-memory lists, and ps and psutil must agree
+    on it closely (a busy process's RSS moves between the two readings).
+    """
+    code = (
+        f"import sys; data = b'x' * {BALLAST_BYTES}; "
+        "print('ready', flush=True); sys.stdin.read()"
     )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline() == "ready\n"
+        yield psutil.Process(proc.pid)
+    finally:
+        proc.kill()
+        proc.wait(30)
+
+
+def cpu_readings() -> dict[int, tuple[float, float]]:
+    """Every readable process: (create time, user + system CPU seconds)."""
+    readings: dict[int, tuple[float, float]] = {}
+    for proc in psutil.process_iter(["create_time", "cpu_times"]):
+        created, times = proc.info.get("create_time"), proc.info.get("cpu_times")
+        if created is not None and times is not None:
+            readings[proc.pid] = (created, times.user + times.system)
+    return readings
+
+
+def lifetime_cpu_bounds(
+    before: tuple[float, float], after: tuple[float, float], t0: float, t1: float
+) -> tuple[float, float]:
+    """Where a lifetime %CPU read between ``t0`` and ``t1`` must lie.
+
+    CPU time only grows and age only grows, so the figure lies between the
+    CPU time before over the age after and the CPU time after over the age
+    before. Slack for how the figures are rounded: psutil's create time
+    rests on a boot time in whole seconds (up to 1 s early), ps counts the
+    age in whole seconds and truncates %CPU to a tenth.
+    """
+    created, cpu_before = before
+    _, cpu_after = after
+    low = cpu_before / (t1 - created) * 100.0 - 0.1
+    high = cpu_after / max(1.0, t0 - created - 2.0) * 100.0 + 0.1
+    return low, high
+
+
+def same_user(from_ps: str, from_psutil: str) -> bool:
+    """The same login, allowing for ``ps`` cutting names over 8 characters to ``name+``."""
+    if from_ps.endswith("+") and len(from_ps) == 8:
+        return from_psutil.startswith(from_ps[:-1]) and len(from_psutil) > 8
+    return from_ps == from_psutil
+
+
+async def test_top_processes_over_ssh_agree_with_psutil(
+    pool: TransportPool, ballast: psutil.Process
+) -> None:
+    rss_before = ballast.memory_info().rss
+    cpu_before, t0 = cpu_readings(), time.time()
+    remote, local = await asyncio.gather(
+        top_processes(TESTHOST, pool.for_host(TESTHOST), timeout=60),
+        top_processes(Host(name="here", address="local"), None, timeout=60),
+    )
+    t1, cpu_after = time.time(), cpu_readings()
+    rss_after = ballast.memory_info().rss
     assert remote.error is None and local.error is None
     assert remote.host == "testhost" and local.host == "here"
     for result in (remote, local):
         assert 0 < len(result.by_cpu) <= 15 and 0 < len(result.by_memory) <= 15
         rss = [row.rss for row in result.by_memory]
         assert rss == sorted(rss, reverse=True)
-    # The same process read by ps and by psutil: the same figures.
+
+    # The ballast, read by ps over SSH and by psutil: the same figures.
+    remote_rows = {row.pid: row for row in remote.by_memory}
     local_rows = {row.pid: row for row in local.by_memory}
-    common = [row for row in remote.by_memory if row.pid in local_rows]
-    assert common, "no process among both top-by-memory lists"
+    assert ballast.pid in remote_rows and ballast.pid in local_rows
+    low = min(rss_before, rss_after) - 1024 * 1024
+    high = max(rss_before, rss_after) + 1024 * 1024
+    assert rss_before >= BALLAST_BYTES
+    for row in (remote_rows[ballast.pid], local_rows[ballast.pid]):
+        assert low <= row.rss <= high, (row, rss_before, rss_after)
+        assert same_user(row.user, local_rows[ballast.pid].user)
+    name = remote_rows[ballast.pid].command
+    assert name and ballast.name().startswith(name)
+    assert local_rows[ballast.pid].command == ballast.name()
+
+    # Every process both lists show: the same user and name; the resident
+    # sizes of the others move, so they are not compared.
+    local_any = {row.pid: row for row in [*local.by_cpu, *local.by_memory]}
+    common = [row for row in [*remote.by_cpu, *remote.by_memory] if row.pid in local_any]
     for row in common:
-        other = local_rows[row.pid]
-        assert row.command == other.command[: len(row.command)]
-        assert abs(row.rss - other.rss) <= 0.1 * other.rss + 1024 * 1024
-        with contextlib.suppress(psutil.NoSuchProcess):
-            age = time.time() - psutil.Process(row.pid).create_time()
-            # A lifetime average moves fast while the process is young.
-            if age > 30:
-                tolerance = max(2.0, 0.15 * other.cpu_percent)
-                assert abs(row.cpu_percent - other.cpu_percent) <= tolerance
+        other = local_any[row.pid]
+        assert same_user(row.user, other.user), (row, other)
+        assert row.command == other.command[: len(row.command)], (row, other)
+
+    # %CPU is CPU time over the lifetime on both sides: each figure lies
+    # within what psutil read before and after (bounds, not a tolerance).
+    checked = 0
+    for row in [*remote.by_cpu, *remote.by_memory, *local.by_cpu, *local.by_memory]:
+        start, end = cpu_before.get(row.pid), cpu_after.get(row.pid)
+        if start is None or end is None or not math.isclose(start[0], end[0]):
+            continue  # started or ended around the readings, or a reused pid
+        if t0 - start[0] < 5:
+            continue  # too young: the age in whole seconds is too coarse
+        low_cpu, high_cpu = lifetime_cpu_bounds(start, end, t0, t1)
+        assert low_cpu <= row.cpu_percent <= high_cpu, (row, low_cpu, high_cpu)
+        checked += 1
+    assert checked, "no process old enough to compare %CPU"
 
 
 def test_df_every_frames() -> None:

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sshd_harness import LISTEN_ADDRESSES, free_port
+from sshd_harness import LISTEN_ADDRESSES, free_port, pids_running
 
 from itop_tui.services.procedure_repo import ProcedureRun, RunRepository
 
@@ -96,6 +96,8 @@ PROCEDURES: dict[str, str] = {
             command: |
               d={{ dir }}; h={{ host }}; echo x > "$d/$h"
     """,
+    # The nap lasts until the test creates go-HOST (60 s at most), so a kill
+    # lands inside it however slow the machine is.
     "slow": """
         id: slow
         title: One host at a time, with a nap
@@ -115,7 +117,7 @@ PROCEDURES: dict[str, str] = {
             title: Nap
             kind: command
             command: |
-              d={{ dir }}; h={{ host }}; echo start >> "$d/nap-$h"; sleep 3; echo end >> "$d/nap-$h"
+              d={{ dir }}; h={{ host }}; echo start >> "$d/nap-$h"; for i in $(seq 600); do test -e "$d/go-$h" && break; sleep 0.1; done; echo end >> "$d/nap-$h"
           - id: done
             title: Done
             kind: check
@@ -362,26 +364,56 @@ def test_serial_batches_and_max_fail_percentage(itop: Callable[..., Itop]) -> No
     assert sorted(p.name for p in cli.work.iterdir()) == ["a1", "a3", "a4"]
 
 
+def naps_running(work: Path) -> set[int]:
+    """Pids of this test's step commands still running (orphans of a killed itop).
+
+    Their command lines hold the work dir, as no other process does once
+    itop itself has ended.
+    """
+    return pids_running(str(work))
+
+
+def wait_until_no_nap(work: Path, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while naps_running(work):
+        assert time.monotonic() < deadline, f"naps still running: {naps_running(work)}"
+        time.sleep(0.05)
+
+
 def test_a_killed_run_resumes_where_it_stopped(itop: Callable[..., Itop]) -> None:
     cli = itop()
+    nap_h1 = cli.work / "nap-h1"
     proc = cli.popen("procedure", "run", "slow", "--target", "h1:h2", "--var", f"dir={cli.work}", "--yes")
     try:
         cli.wait_for(lambda r: r.result("nap", "h1").state == "running", proc)
-        time.sleep(0.5)  # into the nap
+        # Into the nap on the host: it started and waits for go-h1.
+        deadline = time.monotonic() + 60
+        while lines(nap_h1) != ["start"]:
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "the nap never started on h1"
+            time.sleep(0.05)
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.communicate(timeout=30)
+        # Let the nap the kill orphaned on the host finish, then wait until
+        # it did, so it cannot write into the resumed run's files.
+        for host in ("h1", "h2"):
+            (cli.work / f"go-{host}").touch()
+        wait_until_no_nap(cli.work)
     killed = cli.run()
     assert killed.status == "running"  # nobody could record anything else
     assert killed.result("mark", "h1").state == "ok"
     assert killed.result("nap", "h1").state == "running"
     assert {s.hosts["h2"].state for s in killed.steps} == {"waiting"}
+    cut = lines(nap_h1)
+    assert cut in (["start"], ["start", "end"])  # the orphan may end its nap
+    assert not (cli.work / "nap-h2").exists()
 
     done = cli("procedure", "resume", "RUN-1", "--yes")
     assert done.returncode == 0, done.stderr + done.stdout
     assert "[1/3]" not in done.stdout.split("batch 2/2")[0]  # h1's mark step was not run again
     assert lines(cli.work / "mark-h1") == ["mark"] and lines(cli.work / "mark-h2") == ["mark"]
-    assert lines(cli.work / "nap-h1")[:2] == ["start", "start"]  # the cut step ran again
+    assert lines(nap_h1) == [*cut, "start", "end"]  # the cut step ran again, whole
     assert lines(cli.work / "nap-h2") == ["start", "end"]
     run = cli.run()
     assert run.status == "succeeded" and [r["kind"] for r in run.resumes] == ["resume"]
@@ -395,7 +427,7 @@ def test_a_killed_run_resumes_where_it_stopped(itop: Callable[..., Itop]) -> Non
         assert text.count(f"#### {host}: ok, exit 0") == 3
     assert f"- run by: {cli.run().operator}, attempts: 1" in text
     assert "```text\ndone on h1\n```" in text
-    assert "echo start >> \"$d/nap-$h\"; sleep 3" in text
+    assert 'echo start >> "$d/nap-$h"; for i in $(seq 600)' in text
     assert "| resume |" in text
     assert "- earlier attempt 1: running at " in text and "cut off: itop stopped while it ran" in text
     actions = [e["action"] for e in cli.audit() if e["target"] == "RUN-1"]
