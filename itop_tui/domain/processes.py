@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from itop_tui.domain.output import strip_control
 
 TOP_LIMIT = 15
-PS_COLUMNS = "pid,user,pcpu,pmem,rss,comm"
+PS_COLUMNS = "pid,user:32,pcpu,pmem,rss,comm"
 PS_BY_CPU = f"ps -eo {PS_COLUMNS} --sort=-pcpu | head -n {TOP_LIMIT + 1}"
 PS_BY_MEMORY = f"ps -eo {PS_COLUMNS} --sort=-rss | head -n {TOP_LIMIT + 1}"
 MEMORY_MARK = "@@itop-by-memory"
