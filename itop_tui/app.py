@@ -28,6 +28,7 @@ from itop_tui.screens.changes import ChangesScreen
 from itop_tui.screens.help import HelpScreen, collect_help
 from itop_tui.screens.inventory import InventoryScreen
 from itop_tui.screens.performance import PerformanceScreen
+from itop_tui.screens.procedures import ProceduresScreen
 from itop_tui.services.context import Services
 from itop_tui.widgets.host_table import Clock
 
@@ -45,6 +46,7 @@ class Pane:
 PANES: tuple[Pane, ...] = (
     Pane("inventory", "Inventory", "1", InventoryScreen),
     Pane("performance", "Performance", "2", PerformanceScreen),
+    Pane("procedures", "Procedures", "3", ProceduresScreen),
     Pane("changes", "Changes", "4", ChangesScreen),
     Pane("backups", "Backups", "5", BackupsScreen),
 )
