@@ -1,0 +1,1 @@
+"""Benchmarks of itop against bare baselines and peers, run as ``python -m bench.NAME``."""
