@@ -302,6 +302,8 @@ async def test_top_processes_over_ssh_agree_with_psutil(
     for row in common:
         other = local_any[row.pid]
         assert same_user(row.user, other.user), (row, other)
+        if row.command.startswith("kworker/"):
+            continue  # the kernel renames its workers by the work they pick up
         assert row.command == other.command[: len(row.command)], (row, other)
 
     # %CPU is CPU time over the lifetime on both sides: each figure lies
