@@ -33,6 +33,7 @@ from itop_tui.cli import (
     format_bytes,
     open_services,
     positive_float,
+    positive_int,
     print_json,
     table,
 )
@@ -110,7 +111,7 @@ def register(sub: Any, add: Any) -> None:
     p = add(actions, "files", "list the files in a backup")
     p.add_argument("job", help="job name or id")
     p.add_argument("--run", required=True, metavar="ID", help="the backup run")
-    p.add_argument("--limit", type=_positive_int, default=None, metavar="N",
+    p.add_argument("--limit", type=positive_int, default=None, metavar="N",
                    help="at most N entries")
     p.add_argument("--json", action="store_true", help="print a JSON list of entries")
     p.set_defaults(handler=cmd_files)
@@ -192,16 +193,6 @@ def register(sub: Any, add: Any) -> None:
         p = add(actions, verb, f"{verb} a job's schedule")
         p.add_argument("name", help="job name or id")
         p.set_defaults(handler=functools.partial(cmd_pause, paused=paused))
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
 
 
 def _count(text: str) -> int:
