@@ -218,9 +218,12 @@ class SshdHarness:
         """Pids below this sshd whose command line contains ``text``.
 
         Only this harness's sessions count: other sshds on the machine (other
-        test sessions, benchmarks) may run the same commands.
+        test sessions, benchmarks) may run the same commands. A shell's
+        subshells carry its command line for a moment after each fork, so a
+        match whose parent also matches is the same command and not counted.
         """
-        return pids_running(text) & set(self.session_processes())
+        found = pids_running(text) & set(self.session_processes())
+        return {pid for pid in found if parent_of(pid) not in found}
 
     def kill_session_of(self, pid: int) -> list[int]:
         """SIGKILL the sshd session processes between the listener and ``pid``.
