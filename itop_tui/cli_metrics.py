@@ -281,7 +281,8 @@ async def _metrics_once(
     try:
         with quiet_logging():
             results = await collect_once(
-                hosts, services.transports, interval=interval, timeout=timeout
+                hosts, services.transports, interval=interval, timeout=timeout,
+                audit=None if services.read_only else services.audit,
             )
     finally:
         await services.close()
@@ -320,7 +321,8 @@ async def _metrics_live(
     duration: float | None,
     as_json: bool,
 ) -> int:
-    monitor = FleetMonitor(hosts, services.transports, config)
+    audit = None if services.read_only else services.audit
+    monitor = FleetMonitor(hosts, services.transports, config, audit=audit)
     updates = monitor.subscribe()
     seen: set[str] = set()
     stop = asyncio.Event()

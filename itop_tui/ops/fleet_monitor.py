@@ -76,6 +76,8 @@ BACKOFF_INITIAL = 1.0
 BACKOFF_MAX = 30.0
 ROLLUP_FLUSH_SECONDS = 60.0
 PRUNE_SECONDS = 3600.0
+# An audit event names this many watched hosts at most (and counts them all).
+AUDIT_HOST_NAMES = 50
 STOP_TIMEOUT = 10.0
 DEFAULT_QUEUE_SIZE = 10_000
 # Rollups kept for a retry when SQLite is busy: an hour of a 500-host fleet.
@@ -485,6 +487,7 @@ class FleetMonitor:
         self._running = True
         self._first_minute = math.floor(time.time() / MINUTE) * MINUTE
         self._events = asyncio.Queue()
+        await self._audit_watch("metrics.watch")
         await self._restore_problems()
         self._background = [
             asyncio.create_task(self._write_events(), name="itop-metrics-events"),
@@ -539,6 +542,21 @@ class FleetMonitor:
             await asyncio.to_thread(store.close)
             self._closed = True
         self._owned = []
+        await self._audit_watch("metrics.unwatch")
+
+    async def _audit_watch(self, action: str) -> None:
+        """Audit the start or end of collection, once for all hosts.
+
+        Streaming reads ``/proc`` on every watched host: an action on those
+        hosts, audited once per monitor rather than once per sample.
+        """
+        if self.audit is None:
+            return
+        names = sorted(self._watches)
+        detail = {"hosts": names[:AUDIT_HOST_NAMES], "count": len(names),
+                  "interval": self.config.interval}
+        audit = self.audit
+        await asyncio.to_thread(audit.append, action, f"{len(names)} hosts", detail)
 
     async def _settle(self, tasks: set[asyncio.Task[None]]) -> None:
         if not tasks:
@@ -938,16 +956,18 @@ async def collect_once(
     interval: float = 1.0,
     timeout: float = 15.0,
     samples: int = 2,
+    audit: AuditLog | None = None,
 ) -> dict[str, tuple[HostStatus, Sample | None]]:
     """One sample with rates per host, for ``itop metrics --once``.
 
     Collects until every host gave ``samples`` samples (the second is the
     first with CPU % and rates) or failed once, or ``timeout`` passed.
-    Nothing is persisted; thresholds are not evaluated. Returns, per host,
+    Nothing is persisted but the audit events of the collection (with
+    ``audit``); thresholds are not evaluated. Returns, per host,
     its status and its newest sample (None when it gave none).
     """
     config = MonitorConfig(interval=interval, thresholds=_NO_THRESHOLDS)
-    monitor = FleetMonitor(hosts, transports, config, backoff_initial=timeout)
+    monitor = FleetMonitor(hosts, transports, config, audit=audit, backoff_initial=timeout)
     counts = dict.fromkeys(monitor.statuses(), 0)
     pending = set(counts)
     done = asyncio.Event()

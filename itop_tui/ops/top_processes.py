@@ -24,6 +24,7 @@ from itop_tui.domain.processes import (
     parse_top_processes,
     rank_processes,
 )
+from itop_tui.services.audit import AuditLog
 from itop_tui.services.transport import Transport
 
 DEFAULT_TIMEOUT = 15.0
@@ -36,13 +37,15 @@ async def top_processes(
     *,
     limit: int = TOP_LIMIT,
     timeout: float = DEFAULT_TIMEOUT,
+    audit: AuditLog | None = None,
 ) -> TopProcesses:
     """The busiest processes of ``host`` by CPU and by memory.
 
     ``transport`` is the host's transport (``TransportPool.for_host``); it is
     not used for a local host, which is read with psutil. Failures end up
     in the result's ``error``; host key problems are raised like every
-    :meth:`Transport.run` raises them.
+    :meth:`Transport.run` raises them. With ``audit``, the command run on a
+    remote host is audited as ``processes.top`` (reading psutil locally is not).
     """
     if host.is_local:
         try:
@@ -55,12 +58,23 @@ async def top_processes(
         raise ValueError(f"{host.name}: a remote host needs its transport")
     run = await transport.run(TOP_PROCESSES_COMMAND, timeout=timeout, limit=OUTPUT_LIMIT)
     if run.error is not None:
-        return TopProcesses(host=host.name, error=run.error)
-    result = parse_top_processes(host.name, run.stdout, limit)
-    if result.error is not None and run.stderr.strip():
-        result.error = f"{result.error}: {run.stderr.strip().splitlines()[0][:200]}"
-    elif run.exit_status not in (0, None) and result.error is None and not result.by_memory:
-        result.error = f"ps exited with status {run.exit_status}"
+        result = TopProcesses(host=host.name, error=run.error)
+    else:
+        result = parse_top_processes(host.name, run.stdout, limit)
+        if result.error is not None and run.stderr.strip():
+            result.error = f"{result.error}: {run.stderr.strip().splitlines()[0][:200]}"
+        elif run.exit_status not in (0, None) and result.error is None and not result.by_memory:
+            result.error = f"ps exited with status {run.exit_status}"
+    if audit is not None:
+        detail: dict[str, object] = {
+            "exit_status": run.exit_status, "duration": round(run.duration, 3)
+        }
+        if result.error is not None:
+            detail["error"] = result.error
+        await asyncio.to_thread(
+            audit.append, "processes.top", host.name, detail,
+            "failed" if result.error is not None else "ok",
+        )
     return result
 
 
