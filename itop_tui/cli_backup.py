@@ -125,6 +125,8 @@ def register(sub: Any, add: Any) -> None:
     where.add_argument("--in-place", action="store_true",
                        help="overwrite the files where they came from (needs --yes; on "
                             "production hosts an approved change)")
+    p.add_argument("--to-host", default=None, metavar="H",
+                   help="restore onto this inventory host instead of the one backed up")
     p.add_argument("--path", action="append", default=[], dest="paths", metavar="P",
                    help="restore only this file or directory (repeatable)")
     p.add_argument("--dry-run", action="store_true", help="list what would be written")
@@ -277,9 +279,8 @@ class _ProgressPrinter:
         if not self.tty and now - self._last.get(key, 0.0) < PROGRESS_LINE_EVERY:
             return
         self._last[key] = now
-        total = f" of {format_bytes(progress.total)}" if progress.total else ""
         line = clean(f"{progress.job}@{progress.host} {progress.kind} {progress.run_id}: "
-                     f"{format_bytes(progress.done)}{total}, {format_bytes(progress.rate)}/s")
+                     f"{progress.describe()}")
         if self.tty:
             sys.stderr.write(f"\r\x1b[K{line}")
             self._shown = True
@@ -441,7 +442,8 @@ def cmd_restore(args: argparse.Namespace) -> int:
     printer = _ProgressPrinter()
     try:
         result = _run_async(runner, lambda cancel: runner.restore(
-            args.job, args.run, to=args.to, in_place=bool(args.in_place), paths=args.paths,
+            args.job, args.run, to=args.to, in_place=bool(args.in_place),
+            to_host=args.to_host, paths=args.paths,
             dry_run=bool(args.dry_run), confirmed=bool(args.yes), change=args.change,
             on_progress=printer, cancel=cancel))
     finally:
@@ -466,8 +468,12 @@ def cmd_restore(args: argparse.Namespace) -> int:
 def cmd_prune(args: argparse.Namespace) -> int:
     """``itop backup prune JOB [--host H] [--dry-run] [--json]``."""
     runner = _runner(args)
-    reports = _run_async(runner, lambda _cancel: runner.prune(args.job, args.host,
-                                                              dry_run=bool(args.dry_run)))
+    printer = _ProgressPrinter()
+    try:
+        reports = _run_async(runner, lambda cancel: runner.prune(
+            args.job, args.host, dry_run=bool(args.dry_run), on_progress=printer, cancel=cancel))
+    finally:
+        printer.done()
     if args.json:
         print_json([r.to_dict() for r in reports])
     else:

@@ -32,6 +32,7 @@ import yaml
 from itop_tui.domain.backup import (
     COMPRESSIONS,
     METHODS,
+    SSH_SCHEME,
     VERIFY_SCOPES,
     VERIFY_WHEN,
     BackupJob,
@@ -620,9 +621,14 @@ class _ConfigReader:
         entries = {key: (key_node, value) for key, key_node, value in self.mapping(node, field_path)}
         method_node = entries.get("method", (None, None))[1]
         method = self.choice(METHODS)(method_node, f"{field_path}.method") if method_node else "tar"
-        # A tar destination is a directory here (relative to this file); a
-        # restic destination is a repository as the host sees it: kept as written.
-        destination = self.path_text if method == "tar" else self.text
+        # A tar destination is a directory here (relative to this file) or
+        # ssh://HOST/DIR on a backup host; a restic destination is a
+        # repository as the host sees it. Only the first is rewritten.
+        dest_node = entries.get("destination", (None, None))[1]
+        on_backup_host = isinstance(dest_node, yaml.ScalarNode) and str(
+            dest_node.value
+        ).startswith(SSH_SCHEME)
+        destination = self.path_text if method == "tar" and not on_backup_host else self.text
         values = self.section(node, field_path, {
             "name": ("name", self.word),
             "hosts": ("hosts", self.text),

@@ -11,7 +11,8 @@ Methods:
 
 * ``tar``: itop streams ``tar`` of the sources from the host into
   ``destination``, a directory on the machine running itop (default
-  ``<backup root>/<job name>``);
+  ``<backup root>/<job name>``) or ``ssh://HOST/DIR``, a directory on a
+  backup host of the inventory;
 * ``restic``: restic runs on the host; ``destination`` is the restic
   repository as the host sees it and ``password_file`` a path on the host
   (itop never reads the password);
@@ -45,6 +46,9 @@ JOB_ID_PREFIX = "BKJ-"
 RUN_ID_PREFIX = "BKR-"
 # Job names become file names, restic tags and problem sources.
 _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+# Host names as the inventory allows them (no user@, no port: those live in the inventory).
+_HOST_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,252}")
+SSH_SCHEME = "ssh://"
 MAX_KEEP = 100_000
 MAX_RPO_HOURS = 24 * 366 * 10
 MAX_TIMEOUT = 7 * 24 * 3600
@@ -279,10 +283,17 @@ class BackupJob:
                                       "password file on the host (itop never reads it)")
         if self.method == "command" and (not self.command or not self.command.strip()):
             raise ValidationError("command", "the command method needs the backup command")
-        if self.method == "tar" and self.destination and not self.destination.startswith("/"):
-            raise ValidationError("destination",
-                                  f"must be an absolute directory on this machine, "
-                                  f"got {self.destination!r}")
+        if self.method == "tar" and self.destination:
+            if self.destination.startswith(SSH_SCHEME):
+                try:
+                    parse_ssh_destination(self.destination)
+                except ValueError as exc:
+                    raise ValidationError("destination", str(exc)) from None
+            elif not self.destination.startswith("/"):
+                raise ValidationError(
+                    "destination",
+                    f"must be an absolute directory on this machine, or ssh://HOST/DIR on a "
+                    f"backup host of the inventory, got {self.destination!r}")
 
     def definition(self) -> dict[str, Any]:
         """The defining fields only (what a config sync compares and replaces)."""
@@ -380,6 +391,29 @@ class BackupRun:
         values = {k: v for k, v in data.items() if k in known}
         values["detail"] = dict(values.get("detail") or {})
         return cls(**values)
+
+
+def parse_ssh_destination(text: str) -> tuple[str, str]:
+    """``ssh://HOST/abs/dir`` as (inventory host name, absolute directory on it).
+
+    Raises :class:`ValueError` with a message naming what is wrong.
+    """
+    if not text.startswith(SSH_SCHEME):
+        raise ValueError(f"a backup host destination looks like ssh://HOST/DIR, got {text!r}")
+    rest = text[len(SSH_SCHEME):]
+    host, slash, path = rest.partition("/")
+    if not host or not slash:
+        raise ValueError(f"a backup host destination needs a host and an absolute directory: "
+                         f"ssh://HOST/DIR, got {text!r}")
+    if not _HOST_RE.fullmatch(host):
+        raise ValueError(f"{host!r} is not an inventory host name (in ssh://HOST/DIR)")
+    directory = "/" + path.strip("/")
+    if any(part == ".." for part in directory.split("/")) or "\n" in directory \
+            or "\0" in directory:
+        raise ValueError(f"the directory of {text!r} must not contain '..' or control characters")
+    if directory == "/":
+        raise ValueError(f"give a directory below / on the backup host, got {text!r}")
+    return host, directory
 
 
 def effective_status(run: BackupRun, job_locked: bool) -> str:

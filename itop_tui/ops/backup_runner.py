@@ -100,6 +100,7 @@ class Progress:
 
     ``done`` bytes so far; ``total`` bytes expected (None when unknown, as
     for a tar stream); ``rate`` bytes per second over the last few seconds.
+    For a prune (``kind == "prune"``) the unit is backups deleted, not bytes.
     """
 
     job: str
@@ -110,6 +111,13 @@ class Progress:
     total: int | None
     rate: float
     elapsed: float
+
+    def describe(self) -> str:
+        """``12.0 MiB of 40.0 MiB, 3.1 MiB/s`` (a prune: ``2 of 5 backups deleted``)."""
+        if self.kind == "prune":
+            return f"{self.done} of {self.total or 0} backup(s) deleted"
+        total = f" of {_size(self.total)}" if self.total else ""
+        return f"{_size(self.done)}{total}, {_size(int(self.rate))}/s"
 
     @property
     def fraction(self) -> float | None:
@@ -391,6 +399,28 @@ class BackupRunner:
         self.services.audit.append("backup.job.add", added.name, added.definition())
         return added
 
+    def edit_job(self, name: str, job: BackupJob) -> BackupJob:
+        """Replace the definition of the manual job ``name`` with ``job``'s; audited.
+
+        The name stays (runs, locks and problems refer to it); the id,
+        creation, pause and schedule bookkeeping are kept. A config job must
+        be edited in the config file.
+        """
+        self.services.require_writable("edit backup jobs")
+        current = self.job(name)
+        if current.origin == "config":
+            raise BackupError(f"job {current.name!r} comes from the config file "
+                              f"{self.services.settings.config_label}: edit it there")
+        if job.name != current.name:
+            raise BackupError(f"a job keeps its name: {current.name!r} cannot become {job.name!r}")
+        definition = {k: v for k, v in job.definition().items() if k != "name"}
+        try:
+            updated = self.repo.update_job(current.name, **definition)
+        except BackupRecordError as exc:
+            raise BackupError(str(exc)) from None
+        self.services.audit.append("backup.job.edit", updated.name, updated.definition())
+        return updated
+
     def remove_job(self, name: str) -> BackupJob:
         """Remove a manual job (its runs stay); a config job must be removed from the file."""
         self.services.require_writable("remove backup jobs")
@@ -505,7 +535,8 @@ class BackupRunner:
         if job.verify.when == "after-backup" and job.method != "command":
             runs.append(await self._verify_run(job, host, finished, on_progress, cancel, scheduled))
         if not job.retention.is_empty and job.method != "command" and not cancel.is_set():
-            report = await self._prune_host(job, host, dry_run=False, scheduled=scheduled)
+            report = await self._prune_host(job, host, dry_run=False, scheduled=scheduled,
+                                            on_progress=on_progress, cancel=cancel)
             if report.run is not None:
                 runs.append(report.run)
         return runs
@@ -602,6 +633,7 @@ class BackupRunner:
         *,
         to: str | None = None,
         in_place: bool = False,
+        to_host: str | None = None,
         paths: Sequence[str] = (),
         dry_run: bool = False,
         confirmed: bool = False,
@@ -611,9 +643,12 @@ class BackupRunner:
     ) -> RestoreResult:
         """Restore a backup run onto its host: into ``to`` (a new or empty directory) or in place.
 
-        A dry run lists what would be written, with target paths, and
-        changes nothing. In place needs ``confirmed=True`` and, on a
-        production host, the change gate's approval (``change`` names it).
+        ``to_host`` restores onto another inventory host instead of the one
+        the backup came from (for restic, that host must reach the
+        repository and the password file). A dry run lists what would be
+        written, with target paths, and changes nothing. In place needs
+        ``confirmed=True`` and, on a production host, the change gate's
+        approval (``change`` names it).
         """
         job = self.job(name)
         target = self._run_of(job, run_id)
@@ -626,7 +661,7 @@ class BackupRunner:
         if to is not None and not to.startswith("/"):
             raise BackupError(f"the restore directory must be an absolute path on "
                               f"{target.host}, got {to!r}")
-        host = self._host_named(target.host)
+        host = self._host_named(to_host or target.host)
         request = RestoreRequest(None if in_place else to, tuple(paths), dry_run)
         where = "/ (in place)" if in_place else str(to)
         if dry_run:
@@ -645,6 +680,8 @@ class BackupRunner:
         with self._locked(job):
             run = await self._start(job, host, "restore", of_run=target.id)
             run.detail["target"] = where
+            if host.name != target.host:
+                run.detail["from_host"] = target.host
             ctx = self._context(job, host, run, on_progress, cancel)
             try:
                 outcome = await self._call(self.method(job).restore(ctx, target, request))
@@ -664,9 +701,15 @@ class BackupRunner:
 
     # -- prune -------------------------------------------------------------------
 
-    async def prune(self, name: str, host: str | None = None, *,
-                    dry_run: bool = False) -> list[PruneReport]:
-        """Apply the job's retention on each host; a dry run lists the victims only."""
+    async def prune(self, name: str, host: str | None = None, *, dry_run: bool = False,
+                    on_progress: ProgressCallback | None = None,
+                    cancel: asyncio.Event | None = None) -> list[PruneReport]:
+        """Apply the job's retention on each host; a dry run lists the victims only.
+
+        Progress counts backups deleted (``done`` of ``total``); ``cancel``
+        stops between two deletions (the run is recorded ``cancelled``, the
+        backups deleted so far are marked pruned).
+        """
         job = self.job(name)
         if job.method == "command":
             raise BackupError(f"job {job.name!r} uses the command method: itop cannot prune "
@@ -676,11 +719,19 @@ class BackupRunner:
         if not dry_run:
             self.services.require_writable("prune backups")
         hosts = self.hosts_of(job, host)
+        cancel = cancel or asyncio.Event()
         with self._locked(job):
-            return [await self._prune_host(job, h, dry_run=dry_run) for h in hosts]
+            reports = []
+            for one in hosts:
+                if cancel.is_set():
+                    break
+                reports.append(await self._prune_host(job, one, dry_run=dry_run,
+                                                      on_progress=on_progress, cancel=cancel))
+            return reports
 
     async def _prune_host(self, job: BackupJob, host: Host, *, dry_run: bool,
-                          scheduled: bool = False) -> PruneReport:
+                          scheduled: bool = False, on_progress: ProgressCallback | None = None,
+                          cancel: asyncio.Event | None = None) -> PruneReport:
         backups = [r for r in await asyncio.to_thread(self.repo.runs, job.name, host.name, "backup")
                    if r.good and not r.detail.get("pruned_by")]
         if dry_run:
@@ -690,14 +741,22 @@ class BackupRunner:
             outcome = await self._call_prune(self.method(job).prune(ctx, backups, True))
             return PruneReport(host.name, True, outcome)
         run = await self._start(job, host, "prune", scheduled=scheduled)
-        ctx = self._context(job, host, run, None, asyncio.Event())
-        outcome = await self._call_prune(self.method(job).prune(ctx, backups, False))
+        ctx = self._context(job, host, run, on_progress, cancel or asyncio.Event())
+        try:
+            outcome = await self._call_prune(self.method(job).prune(ctx, backups, False))
+        except asyncio.CancelledError:
+            await self._finish(run, MethodOutcome("cancelled", "cancelled"), RunLog(), scheduled)
+            raise
         removed = [item.run_id for item in outcome.remove if item.run_id]
-        if outcome.status == "succeeded" and removed:
+        if outcome.deleted is not None:
+            removed = list(outcome.deleted)
+        elif outcome.status != "succeeded":
+            removed = []
+        if removed:
             await asyncio.to_thread(self._mark_pruned, removed, run.id)
         run.detail.update({"kept": [i.to_dict() for i in outcome.keep],
                            "removed": [i.to_dict() for i in outcome.remove]})
-        result = MethodOutcome(outcome.status, outcome.log, files=len(outcome.remove))
+        result = MethodOutcome(outcome.status, outcome.log, files=len(removed))
         finished = await self._finish(run, result, RunLog(), scheduled)
         return PruneReport(host.name, False, outcome, finished)
 
@@ -904,7 +963,8 @@ class BackupRunner:
             on_progress(Progress(job.name, host.name, run.id, run.kind, done, total,
                                  rate, now - started))
 
-        return MethodContext(self.services.transports, host, job, run, progress, cancel)
+        return MethodContext(self.services.transports, host, job, run, progress, cancel,
+                             resolve_host=self._host_named)
 
     async def _start(self, job: BackupJob, host: Host, kind: str, *, of_run: str | None = None,
                      scheduled: bool = False) -> BackupRun:
@@ -963,8 +1023,18 @@ class BackupRunner:
         try:
             outcome: PruneOutcome = await work
             return outcome
-        except (TransportError, OSError) as exc:
+        except (TransportError, MethodError, OSError) as exc:
             return PruneOutcome("failed", log=str(exc))
+
+
+def _size(count: int) -> str:
+    """``1.5 MiB`` style sizes."""
+    value = float(count)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024:
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} TiB"
 
 
 def _with_status(run: BackupRun, status: str) -> BackupRun:

@@ -22,15 +22,17 @@ from textual.screen import Screen
 from textual.widgets import Footer, Header, ProgressBar, Static
 from textual.worker import Worker, WorkerState
 
-from itop_tui.domain.backup import BackupRun, parse_utc
+from itop_tui.domain.backup import BackupJob, BackupRun, parse_utc
 from itop_tui.ops.backup_runner import BackupRunner, HostStatus, Progress
+from itop_tui.ops.backup_scheduler import SchedulerPass
+from itop_tui.screens.backup_job_form import BackupJobForm
 from itop_tui.screens.confirm import ConfirmDialog
 from itop_tui.screens.restore_dialog import RestoreDialog
+from itop_tui.screens.scheduled_backups import scheduler_passes, scheduler_progress
 from itop_tui.screens.worker_errors import ReportsWorkerErrors
 from itop_tui.services.context import Services
 from itop_tui.widgets.fleet_table import Cell, CellTable, TableColumn
 from itop_tui.widgets.host_table import Clock
-from itop_tui.widgets.metric_graph import format_rate
 
 RunnerFactory = Callable[[Services], BackupRunner]
 """Builds the pane's runner (called in a thread); tests may pass their own."""
@@ -226,6 +228,8 @@ class BackupsScreen(ReportsWorkerErrors, Screen[None]):
         Binding("R", "restore", "Restore"),
         Binding("c", "cancel", "Cancel run"),
         Binding("d", "toggle_paused", "Disable/enable"),
+        Binding("n", "new_job", "New job"),
+        Binding("e", "edit_job", "Edit job"),
         Binding("h", "focus_history", "History"),
         Binding("ctrl+r", "reload", "Reload", show=False),
     ]
@@ -279,6 +283,8 @@ class BackupsScreen(ReportsWorkerErrors, Screen[None]):
         self.operation: str | None = None
         self._history_job: str | None = None
         self._child_open = False
+        self._scheduled: Progress | None = None
+        """The latest progress of a run the scheduler started, until its pass ends."""
 
     def compose(self) -> ComposeResult:
         """Jobs table, status line, progress, then the history of the cursor job."""
@@ -301,9 +307,25 @@ class BackupsScreen(ReportsWorkerErrors, Screen[None]):
         return self.query_one("#backup-history", RunHistoryTable)
 
     def on_mount(self) -> None:
-        """Hide the progress bar and read the jobs (in a thread)."""
+        """Hide the progress bar, follow the scheduler, read the jobs (in a thread)."""
         self.query_one(ProgressBar).display = False
+        scheduler_passes(self.app).subscribe(self, self._scheduler_passed)
+        scheduler_progress(self.app).subscribe(self, self._scheduler_progressed)
         self.reload()
+
+    def _scheduler_passed(self, done: SchedulerPass) -> None:
+        """A scheduler pass ran jobs: their runs changed the statuses."""
+        self._scheduled = None
+        if done.ran_something:
+            self.reload()
+        elif self.operation is None:
+            self._show_status()
+
+    def _scheduler_progressed(self, progress: Progress) -> None:
+        """A scheduled run moved on: say so while no operation of the pane runs."""
+        self._scheduled = progress
+        if self.operation is None:
+            self._show_status()
 
     def on_screen_resume(self) -> None:
         """Back from another pane or a dialog: runs may have happened meanwhile."""
@@ -370,6 +392,10 @@ class BackupsScreen(ReportsWorkerErrors, Screen[None]):
             text += ": " + ", ".join(f"{n} {state}" for state, n in sorted(counts.items()))
         if self.operation:
             text += f" · {self.operation} (c cancels)"
+        elif self._scheduled is not None:
+            scheduled = self._scheduled
+            text += (f" · scheduled {scheduled.kind} of {scheduled.job} on {scheduled.host}: "
+                     f"{scheduled.describe()}")
         if extra:
             text += f" · {extra}"
         if self.services.read_only:
@@ -405,8 +431,7 @@ class BackupsScreen(ReportsWorkerErrors, Screen[None]):
         """Move the bar; bytes and rate on the status line."""
         progress = message.progress
         self.query_one(ProgressBar).update(total=progress.total, progress=progress.done)
-        self._show_status(f"{progress.host}: {format_bytes(progress.done)} at "
-                          f"{format_rate(progress.rate)}")
+        self._show_status(f"{progress.host}: {progress.describe()}")
 
     def on_backups_screen_operation_done(self, message: OperationDone) -> None:
         """Say how it went and read the statuses again."""
@@ -490,8 +515,9 @@ class BackupsScreen(ReportsWorkerErrors, Screen[None]):
         self._child_open = True
         if await self.app.push_screen_wait(
                 ConfirmDialog(f"Prune {job}", question, yes="Remove")):
-            self._begin(f"pruning {job}")
-            done = await runner.prune(job, dry_run=False)
+            cancel = self._begin(f"pruning {job}")
+            done = await runner.prune(job, dry_run=False, on_progress=self._progress,
+                                      cancel=cancel)
             self._finished(f"Prune of {job}", [r.run for r in done if r.run is not None])
 
     def action_restore(self) -> None:
@@ -519,6 +545,50 @@ class BackupsScreen(ReportsWorkerErrors, Screen[None]):
     def _set_paused(self, runner: BackupRunner, job: str, paused: bool) -> None:
         runner.set_paused(job, paused)
         self.post_message(self.OperationDone(f"{job} {'paused' if paused else 'resumed'}."))
+
+    def action_new_job(self) -> None:
+        """Define a new job in the form; stored in itop (origin ``manual``)."""
+        if self.runner is None:
+            return
+        self._open_form(self.runner, None)
+
+    def action_edit_job(self) -> None:
+        """Edit the cursor job in the form (config-file jobs are edited in the file)."""
+        ready = self._ready()
+        if ready is None:
+            return
+        runner, status = ready
+        self._open_form(runner, status.job)
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="job-form",
+          description="Open the job form")
+    def _open_form(self, runner: BackupRunner, name: str | None) -> None:
+        job = runner.job(name) if name is not None else None
+        if job is not None and job.origin == "config":
+            self.app.call_from_thread(
+                self.app.notify, f"{job.name} is defined in the config file "
+                f"{self.services.settings.config_label}: edit it there.",
+                severity="warning", markup=False)
+            return
+        inventory = self.services.inventory.load()
+
+        def saved(result: BackupJob | None) -> None:
+            if result is not None:
+                self._save_job(runner, result, name)
+
+        self._child_open = True
+        self.app.call_from_thread(
+            self.app.push_screen, BackupJobForm(job, inventory=inventory, now=self.clock()),
+            saved)
+
+    @work(thread=True, exit_on_error=False, group="job-save", description="Save the job")
+    def _save_job(self, runner: BackupRunner, job: BackupJob, name: str | None) -> None:
+        if name is None:
+            stored = runner.add_job(job)
+            self.post_message(self.OperationDone(f"Added backup job {stored.name} ({stored.id})."))
+        else:
+            stored = runner.edit_job(name, job)
+            self.post_message(self.OperationDone(f"Saved backup job {stored.name}."))
 
     def action_focus_history(self) -> None:
         """Move between the jobs table and the history."""

@@ -1,14 +1,21 @@
-"""The guided restore: pick a good backup, see its files, choose a new directory, dry run, confirm.
+"""The guided restore: pick a good backup, see its files, choose where, dry run, confirm.
 
-The dialog restores into a new directory on the backup's host (restoring in
-place is left to the CLI, where the change gate and ``--yes`` apply). The
-restore button stays disabled until a dry run of the current run and
-directory has been shown; the restore itself asks for confirmation. It
-dismisses with a one-line summary of the restore, or None.
+By default the dialog restores into a new directory on the backup's host;
+another inventory host can be named, and "in place" puts the files back
+where they came from, overwriting them. The restore button stays disabled
+until a dry run of exactly the current choice (run, host, directory or in
+place) has been shown; the restore itself asks for confirmation (in place:
+an explicit one naming the host), and on a production host the change gate
+decides (an approved change in its window; the change field names one).
+A refusal is shown in the dialog, which stays open. While the restore
+runs, a progress bar shows the bytes sent and the rate, and Cancel stops it
+cleanly (recorded ``cancelled``). The dialog dismisses with a one-line
+summary of the restore, or None.
 """
 
 from __future__ import annotations
 
+import asyncio
 from typing import ClassVar
 
 from textual import on, work
@@ -17,12 +24,13 @@ from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.screen import ModalScreen
-from textual.widgets import Button, Input, Log, OptionList, Static
+from textual.widgets import Button, Checkbox, Input, Log, OptionList, ProgressBar, Static
 from textual.widgets.option_list import Option
 
 from itop_tui.domain.backup import BackupRun
 from itop_tui.domain.output import strip_control
-from itop_tui.ops.backup_runner import BackupRunner, RestoreResult
+from itop_tui.ops.backup_runner import BackupRunner, Progress, RestoreResult
+from itop_tui.ops.change_gate import ChangeRequired
 from itop_tui.screens.confirm import ConfirmDialog
 from itop_tui.screens.worker_errors import ReportsWorkerErrors
 from itop_tui.services.backup_methods import FileEntry
@@ -48,8 +56,12 @@ def file_lines(entries: list[FileEntry], *, targets: bool = False) -> list[str]:
     return lines
 
 
+Choice = tuple[str, str, str, bool]
+"""(run id, host, directory, in place): what a dry run showed and a restore may do."""
+
+
 class RestoreDialog(ReportsWorkerErrors, ModalScreen[str | None]):
-    """Restore one of a job's good backups on one host into a new directory."""
+    """Restore one of a job's good backups into a new directory, onto any host, or in place."""
 
     AUTO_FOCUS = "#restore-runs"
 
@@ -57,6 +69,13 @@ class RestoreDialog(ReportsWorkerErrors, ModalScreen[str | None]):
         Binding("escape", "close", "Close"),
         Binding("ctrl+d", "dry_run", "Dry run"),
     ]
+
+    class ProgressMade(Message):
+        """The restore moved on."""
+
+        def __init__(self, progress: Progress) -> None:
+            super().__init__()
+            self.progress = progress
 
     class RunsLoaded(Message):
         """The job's good backups on the host, oldest first."""
@@ -66,10 +85,10 @@ class RestoreDialog(ReportsWorkerErrors, ModalScreen[str | None]):
             self.runs = runs
 
     class FilesShown(Message):
-        """A file list (of a run, or of a dry run into ``target``) to show."""
+        """A file list (of a run, or of a dry run of a choice) to show."""
 
         def __init__(self, run_id: str, lines: list[str], title: str,
-                     dry_run_of: tuple[str, str] | None = None) -> None:
+                     dry_run_of: Choice | None = None) -> None:
             super().__init__()
             self.run_id = run_id
             self.lines = lines
@@ -83,8 +102,10 @@ class RestoreDialog(ReportsWorkerErrors, ModalScreen[str | None]):
         self.job = job
         self.host = host
         self.runs: list[BackupRun] = []
-        self.dry_run_of: tuple[str, str] | None = None
-        """(run id, target) of the dry run shown: the restore button needs it to match."""
+        self.dry_run_of: Choice | None = None
+        """The choice the dry run shown was made for: the restore button needs it to match."""
+        self.cancel_event: asyncio.Event | None = None
+        """Set while a restore runs; setting it cancels the restore."""
 
     def compose(self) -> ComposeResult:
         """Runs, their files, the target directory and the buttons."""
@@ -95,15 +116,39 @@ class RestoreDialog(ReportsWorkerErrors, ModalScreen[str | None]):
             yield OptionList(id="restore-runs")
             yield Static("Files", id="restore-files-title", markup=False)
             yield Log(id="restore-files", max_lines=FILES_SHOWN + 1, auto_scroll=False)
-            yield Static("Restore into (a new directory on the host):", classes="dialog-text")
+            with Horizontal(id="restore-where"):
+                yield Static("Onto host", classes="restore-label")
+                yield Input(self.host, id="restore-host")
+                yield Checkbox("In place (overwrite the files where they came from)",
+                               id="restore-in-place")
+            yield Static("Restore into (a new directory on the host):", classes="dialog-text",
+                         id="restore-target-label")
             yield Input(id="restore-target")
+            with Horizontal(id="restore-change-row"):
+                yield Static("Change", classes="restore-label")
+                yield Input(id="restore-change",
+                            placeholder="CHG-N: the approved change for a production host "
+                                        "(optional: the active one is found)")
+            yield ProgressBar(id="restore-progress", show_eta=False)
+            yield Static("", id="restore-status", markup=False)
             with Horizontal(classes="dialog-buttons"):
                 yield Button("Close", id="restore-close")
                 yield Button("Dry run", id="restore-dry-run", variant="primary")
                 yield Button("Restore", id="restore-go", variant="warning", disabled=True)
 
+    DEFAULT_CSS = """
+    RestoreDialog #restore-where, RestoreDialog #restore-change-row { height: 1; }
+    RestoreDialog .restore-label { width: 11; color: $text-muted; }
+    RestoreDialog #restore-where Input { width: 24; border: none; height: 1; padding: 0; }
+    RestoreDialog #restore-change { width: 1fr; border: none; height: 1; padding: 0; }
+    RestoreDialog #restore-where Checkbox { border: none; height: 1; padding: 0 0 0 2; }
+    RestoreDialog #restore-status { height: auto; color: $text-muted; }
+    RestoreDialog #restore-progress { height: 1; }
+    """
+
     def on_mount(self) -> None:
         """Read the job's good backups on the host."""
+        self.query_one(ProgressBar).display = False
         self._load_runs()
 
     @work(thread=True, exit_on_error=False, group="restore-load", description="Load backups")
@@ -162,44 +207,110 @@ class RestoreDialog(ReportsWorkerErrors, ModalScreen[str | None]):
         self.dry_run_of = message.dry_run_of
         self._update_restore_button()
 
-    @on(Input.Changed, "#restore-target")
+    @property
+    def choice(self) -> Choice | None:
+        """What the fields ask for now: (run, host, directory, in place)."""
+        run_id = self.run_id
+        if run_id is None:
+            return None
+        in_place = self.query_one("#restore-in-place", Checkbox).value
+        target = "" if in_place else self.query_one("#restore-target", Input).value.strip()
+        host = self.query_one("#restore-host", Input).value.strip() or self.host
+        return (run_id, host, target, in_place)
+
+    @on(Input.Changed)
+    @on(Checkbox.Changed)
     def _update_restore_button(self) -> None:
-        wanted = (self.run_id, self.query_one("#restore-target", Input).value.strip())
-        self.query_one("#restore-go", Button).disabled = self.dry_run_of != wanted
+        in_place = self.query_one("#restore-in-place", Checkbox).value
+        self.query_one("#restore-target", Input).disabled = in_place
+        self.query_one("#restore-target-label", Static).update(
+            "In place: the files go back to their own paths, overwriting what is there."
+            if in_place else "Restore into (a new directory on the host):")
+        self.query_one("#restore-go", Button).disabled = (
+            self.cancel_event is not None or self.dry_run_of is None
+            or self.dry_run_of != self.choice)
 
     @on(Button.Pressed, "#restore-close")
     def action_close(self) -> None:
-        """Close without restoring."""
+        """Close without restoring, or cancel the running restore."""
+        if self.cancel_event is not None:
+            self.cancel_event.set()
+            self.query_one("#restore-status", Static).update("Cancelling…")
+            return
         self.dismiss(None)
 
     @on(Button.Pressed, "#restore-dry-run")
     def action_dry_run(self) -> None:
-        """Show what a restore of the run into the directory would write."""
-        run_id = self.run_id
-        if run_id is not None:
-            self._dry_run(run_id, self.query_one("#restore-target", Input).value.strip())
+        """Show what a restore of the current choice would write."""
+        choice = self.choice
+        if choice is not None and self.cancel_event is None:
+            self._dry_run(choice)
 
     @work(exclusive=True, exit_on_error=False, group="restore-files", description="Dry run")
-    async def _dry_run(self, run_id: str, target: str) -> None:
-        result = await self.runner.restore(self.job, run_id, to=target, dry_run=True)
+    async def _dry_run(self, choice: Choice) -> None:
+        run_id, host, target, in_place = choice
+        result = await self.runner.restore(
+            self.job, run_id, to=None if in_place else target, in_place=in_place,
+            to_host=host, dry_run=True)
         self.post_message(self.FilesShown(
             run_id, file_lines(result.entries, targets=True),
-            f"Dry run: {len(result.entries)} file(s) would be written on {result.host}",
-            (run_id, target)))
+            f"Dry run: {len(result.entries)} file(s) would be written on {result.host}"
+            f"{' IN PLACE' if in_place else ''}", choice))
 
     @on(Button.Pressed, "#restore-go")
     def _restore_pressed(self) -> None:
-        if self.dry_run_of is not None:
-            self._restore(*self.dry_run_of)
+        if self.dry_run_of is not None and self.cancel_event is None:
+            self._restore(self.dry_run_of)
+
+    def _progress(self, progress: Progress) -> None:
+        self.post_message(self.ProgressMade(progress))
+
+    def on_restore_dialog_progress_made(self, message: ProgressMade) -> None:
+        """Move the bar; bytes and rate below it."""
+        progress = message.progress
+        self.query_one(ProgressBar).update(total=progress.total, progress=progress.done)
+        self.query_one("#restore-status", Static).update(
+            f"Restoring {progress.run_id}: {progress.describe()}")
 
     @work(exclusive=True, exit_on_error=False, group="restore", description="Restore")
-    async def _restore(self, run_id: str, target: str) -> None:
-        question = f"Restore {run_id} of {self.job} into {target} on {self.host}?"
-        if not await self.app.push_screen_wait(ConfirmDialog("Restore", question, yes="Restore")):
+    async def _restore(self, choice: Choice) -> None:
+        run_id, host, target, in_place = choice
+        if in_place:
+            title = "Restore in place"
+            question = (f"Overwrite the files on {host} with their copies from {run_id} of "
+                        f"{self.job}? This changes the host.")
+        else:
+            title = "Restore"
+            question = f"Restore {run_id} of {self.job} into {target} on {host}?"
+        if not await self.app.push_screen_wait(ConfirmDialog(title, question, yes="Restore")):
             return
-        result: RestoreResult = await self.runner.restore(self.job, run_id, to=target)
+        change = self.query_one("#restore-change", Input).value.strip() or None
+        status_line = self.query_one("#restore-status", Static)
+        self._set_running(True)
+        try:
+            result: RestoreResult = await self.runner.restore(
+                self.job, run_id, to=None if in_place else target, in_place=in_place,
+                to_host=host, confirmed=in_place, change=change,
+                on_progress=self._progress, cancel=self.cancel_event)
+        except ChangeRequired as exc:
+            status_line.update(f"Refused by the change gate: {exc}")
+            self.app.notify(str(exc), title="Restore refused", severity="error", timeout=10,
+                            markup=False)
+            return
+        finally:
+            self._set_running(False)
         run = result.run
         status = run.status if run is not None else "unknown"
         files = run.files if run is not None and run.files is not None else "?"
         self.dismiss(f"Restore of {run_id} into {result.target} on {result.host}: "
                      f"{status} ({files} files)")
+
+    def _set_running(self, running: bool) -> None:
+        """Switch between choosing and restoring (Close becomes Cancel)."""
+        self.cancel_event = asyncio.Event() if running else None
+        self.query_one(ProgressBar).display = running
+        if running:
+            self.query_one(ProgressBar).update(total=None, progress=0)
+        self.query_one("#restore-close", Button).label = "Cancel" if running else "Close"
+        self.query_one("#restore-dry-run", Button).disabled = running
+        self._update_restore_button()

@@ -59,10 +59,12 @@ class ArchiveSink:
 
     ``compression`` is ``gzip`` or ``none``. Use :meth:`feed` for every
     chunk, then :meth:`finish`; :meth:`abort` stops early. The files are
-    left for the caller to rename or delete.
+    left for the caller to rename or delete. With ``archive_path`` None the
+    archive is only hashed and listed (it is written elsewhere, on a backup
+    host).
     """
 
-    def __init__(self, archive_path: Path, entries_path: Path, compression: str) -> None:
+    def __init__(self, archive_path: Path | None, entries_path: Path, compression: str) -> None:
         self.archive_path = archive_path
         self.entries_path = entries_path
         self.compression = compression
@@ -102,11 +104,12 @@ class ArchiveSink:
 
     def _work(self) -> None:
         archive_hash = hashlib.sha256()
-        entries = files = 0
+        entries = files = size = 0
         listing_error: str | None = None
         try:
             # Backups hold whatever the host holds: readable by this user only.
-            with open(_private(self.archive_path), "wb") as out, \
+            target = os.devnull if self.archive_path is None else _private(self.archive_path)
+            with open(target, "wb") as out, \
                     open(_private(self.entries_path), "w", encoding="utf-8") as listing:
                 reader = _TeeReader(self._queue, out, archive_hash, self)
                 try:
@@ -119,15 +122,16 @@ class ArchiveSink:
                 except (tarfile.TarError, zlib.error, EOFError, OSError, ValueError) as exc:
                     listing_error = f"the stream is not a readable tar archive: {exc}"
                 reader.drain()
+                size = reader.size
                 if self._failure is None:
                     out.flush()
-                    os.fsync(out.fileno())
+                    if self.archive_path is not None:
+                        os.fsync(out.fileno())
                     listing.flush()
         except OSError as exc:
             self._failure = self._failure or f"cannot write {self.archive_path}: {exc.strerror or exc}"
             # Keep consuming so the feeder never blocks on a dead worker.
             _discard(self._queue)
-        size = self.archive_path.stat().st_size if self.archive_path.exists() else 0
         self._result = SinkResult(
             size=size, sha256=archive_hash.hexdigest(), entries=entries, files=files,
             error=self._failure or listing_error,
@@ -154,6 +158,8 @@ class _TeeReader:
         self._sink = sink
         self._pending = memoryview(b"")
         self._ended = False
+        self.size = 0
+        """Bytes received so far."""
 
     def _pull(self) -> bool:
         if self._ended:
@@ -168,6 +174,7 @@ class _TeeReader:
             except OSError as exc:
                 self._sink._failure = f"cannot write {self._sink.archive_path}: {exc.strerror or exc}"
         self._digest.update(chunk)
+        self.size += len(chunk)
         self._pending = memoryview(chunk)
         return True
 

@@ -32,17 +32,24 @@ import shlex
 import shutil
 import stat
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 from typing import Any, Protocol
 
-from itop_tui.domain.backup import LOG_LIMIT, BackupJob, BackupRun, parse_utc
+from itop_tui.domain.backup import (
+    LOG_LIMIT,
+    SSH_SCHEME,
+    BackupJob,
+    BackupRun,
+    parse_ssh_destination,
+    parse_utc,
+)
 from itop_tui.domain.models import Host
 from itop_tui.domain.output import decode_output, strip_control
 from itop_tui.domain.retention import Snapshot, apply_policy
-from itop_tui.services.archive_sink import ArchiveSink
+from itop_tui.services.archive_sink import ArchiveSink, SinkResult
 from itop_tui.services.local_transport import LineSplitter
 from itop_tui.services.remote_stream import RemoteExit, RemoteProcess, open_remote
 from itop_tui.services.transport import TransportError
@@ -71,6 +78,8 @@ class MethodContext:
 
     ``expected_bytes`` is an estimate of a backup stream's size (the last
     good backup's), reported as the progress total when the method has none.
+    ``resolve_host`` finds an inventory host by name (a tar job's backup
+    host, ``ssh://HOST/DIR``).
     """
 
     pool: TransportPool
@@ -80,6 +89,16 @@ class MethodContext:
     progress: Progress = field(default=lambda done, total: None)
     cancel: asyncio.Event = field(default_factory=asyncio.Event)
     expected_bytes: int | None = None
+    resolve_host: Callable[[str], Host] | None = None
+
+    def backup_host(self, name: str) -> Host:
+        """The inventory host ``name`` (a backup host); :class:`MethodError` when unknown."""
+        if self.resolve_host is None:
+            raise MethodError(f"cannot reach the backup host {name!r}: no inventory given")
+        try:
+            return self.resolve_host(name)
+        except Exception as exc:  # noqa: BLE001 - the runner's own "not in the inventory"
+            raise MethodError(f"backup host {name!r}: {exc}") from None
 
 
 @dataclass
@@ -148,12 +167,18 @@ class PruneItem:
 
 @dataclass
 class PruneOutcome:
-    """What a prune kept and removed (or would, in a dry run)."""
+    """What a prune kept and removed (or would, in a dry run).
+
+    ``deleted`` lists the runs whose backups were actually deleted when that
+    may be fewer than ``remove`` (a failure or a cancel part way); None
+    means all of ``remove`` when the status is ``succeeded``.
+    """
 
     status: str
     keep: list[PruneItem] = field(default_factory=list)
     remove: list[PruneItem] = field(default_factory=list)
     log: str = ""
+    deleted: list[str] | None = None
 
 
 class BackupMethod(Protocol):
@@ -291,6 +316,144 @@ def _stamp(run: BackupRun) -> str:
     return parse_utc(run.start).strftime("%Y%m%dT%H%M%SZ")
 
 
+# -- where archives are ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ArchiveRef:
+    """An archive (or its manifest): a path on this machine, or on a backup host.
+
+    Stored on runs as the plain path, or as ``ssh://HOST/path``.
+    """
+
+    host: str | None
+    path: str
+
+    @classmethod
+    def parse(cls, text: str) -> ArchiveRef:
+        """From the run's ``archive`` field."""
+        if text.startswith(SSH_SCHEME):
+            host, path = parse_ssh_destination(text)
+            return cls(host, path)
+        return cls(None, text)
+
+    def __str__(self) -> str:
+        return self.path if self.host is None else f"{SSH_SCHEME}{self.host}{self.path}"
+
+    @property
+    def name(self) -> str:
+        """The file name."""
+        return PurePosixPath(self.path).name
+
+    def manifest(self) -> ArchiveRef:
+        """The manifest beside this archive."""
+        return ArchiveRef(self.host, str(manifest_path(Path(self.path))))
+
+
+async def _host_command(ctx: MethodContext, host: Host, command: str,
+                        timeout: float = 300) -> str | None:
+    """Run a short command on ``host``; why it failed, or None."""
+    try:
+        result = await ctx.pool.for_host(host).run(command, timeout=timeout)
+    except TransportError as exc:
+        return str(exc)
+    if result.ok:
+        return None
+    return (result.stderr.strip()[-500:] or result.error
+            or f"exit status {result.exit_status}")
+
+
+async def _read_archive(ctx: MethodContext, ref: ArchiveRef,
+                        digest: Any | None = None) -> AsyncGenerator[bytes, None]:
+    """The bytes of ``ref`` in chunks (from the backup host over SSH when it is there).
+
+    Raises :class:`MethodError` when the file cannot be read to its end.
+    """
+    if ref.host is None:
+        with open(ref.path, "rb") as handle:
+            while chunk := await asyncio.to_thread(handle.read, FEED_CHUNK):
+                if digest is not None:
+                    digest.update(chunk)
+                yield chunk
+        return
+    host = ctx.backup_host(ref.host)
+    try:
+        proc = await open_remote(ctx.pool, host, f"cat -- {shlex.quote(ref.path)}")
+    except TransportError as exc:
+        raise MethodError(f"cannot read {ref}: {exc}") from None
+    try:
+        while chunk := await proc.read():
+            if digest is not None:
+                digest.update(chunk)
+            yield chunk
+        ended = await proc.wait()
+    except BaseException:
+        await proc.stop()
+        raise
+    if not ended.ok:
+        raise MethodError(f"reading {ref} on {host.name} failed: "
+                          f"{decode_output(ended.stderr).strip() or _exit_text(ended, 'cat')}")
+
+
+@contextlib.asynccontextmanager
+async def _local_manifest(ctx: MethodContext, ref: ArchiveRef,
+                          staging: Path) -> AsyncIterator[Path]:
+    """A manifest as a local file: itself, or a private copy fetched from the backup host."""
+    if ref.host is None:
+        yield Path(ref.path)
+        return
+    await asyncio.to_thread(_prepare_staging, staging)
+    copy = staging / f".fetch-{secrets.token_hex(6)}.manifest.json"
+    try:
+        fd = os.open(copy, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        with open(fd, "wb") as out:
+            async with contextlib.aclosing(_read_archive(ctx, ref)) as chunks:
+                async for chunk in chunks:
+                    await asyncio.to_thread(out.write, chunk)
+        yield copy
+    finally:
+        copy.unlink(missing_ok=True)
+
+
+def _prepare_staging(staging: Path) -> None:
+    staging.mkdir(mode=0o700, parents=True, exist_ok=True)
+
+
+async def _refs_exist(ctx: MethodContext, refs: list[ArchiveRef]) -> str | None:
+    """Why one of ``refs`` cannot be used (missing, host unreachable), or None."""
+    for ref in refs:
+        if ref.host is None and not Path(ref.path).is_file():
+            return f"{ref} is missing"
+    remote = [r for r in refs if r.host is not None]
+    if remote:
+        host = ctx.backup_host(remote[0].host or "")
+        test = " && ".join(f"test -f {shlex.quote(r.path)}" for r in remote)
+        problem = await _host_command(ctx, host, test, timeout=60)
+        if problem is not None:
+            return f"{', '.join(str(r) for r in remote)}: missing or unreadable on {host.name}"
+    return None
+
+
+async def _remove_refs(ctx: MethodContext, refs: list[ArchiveRef]) -> str | None:
+    """Delete ``refs`` (missing ones are fine); why it failed, or None."""
+    for ref in refs:
+        if ref.host is None:
+            try:
+                Path(ref.path).unlink(missing_ok=True)
+            except OSError as exc:
+                return f"cannot delete {ref}: {exc.strerror or exc}"
+    remote = [r for r in refs if r.host is not None]
+    if remote:
+        host = ctx.backup_host(remote[0].host or "")
+        words = " ".join(shlex.quote(r.path) for r in remote)
+        directory = shlex.quote(str(PurePosixPath(remote[0].path).parent))
+        problem = await _host_command(
+            ctx, host, f"rm -f -- {words} && {{ sync -- {directory} 2>/dev/null || sync; }}")
+        if problem is not None:
+            return f"cannot delete {', '.join(str(r) for r in remote)}: {problem}"
+    return None
+
+
 # -- tar -------------------------------------------------------------------------
 
 
@@ -329,7 +492,14 @@ class TarMethod:
 
     # -- backup ---------------------------------------------------------------
 
+    @property
+    def staging(self) -> Path:
+        """Scratch space on this machine for archives kept on a backup host."""
+        return self.backup_root / ".staging"
+
     async def backup(self, ctx: MethodContext) -> MethodOutcome:
+        if ctx.job.destination.startswith(SSH_SCHEME):
+            return await self._backup_to_host(ctx)
         job, run = ctx.job, ctx.run
         log = RunLog()
         directory = self.directory(job, ctx.host.name)
@@ -382,26 +552,7 @@ class TarMethod:
                                     + "; the partial archive was deleted"), bytes=pacer.done)
             if result.error is not None:
                 return MethodOutcome("failed", _with(log, result.error), bytes=pacer.done)
-            finished = datetime.now(UTC)
-            header = {
-                "format": MANIFEST_FORMAT,
-                "job": job.name,
-                "job_id": job.id,
-                "host": ctx.host.name,
-                "run": run.id,
-                "method": "tar",
-                "compression": job.compression,
-                "started": run.start,
-                "finished": finished.isoformat(timespec="seconds").replace("+00:00", "Z"),
-                "sources": list(job.sources),
-                "excludes": list(job.excludes),
-                "command": command,
-                "archive": final.name,
-                "size": result.size,
-                "sha256": result.sha256,
-                "file_count": result.files,
-                "entry_count": result.entries,
-            }
+            header = _manifest_header(ctx, command, final.name, result)
             await asyncio.to_thread(_write_manifest, manifest_partial, header, entries)
             # Manifest first: an archive under its final name always has one.
             os.replace(manifest_partial, manifest_final)
@@ -424,35 +575,190 @@ class TarMethod:
                 with contextlib.suppress(FileNotFoundError):
                     manifest_final.unlink()
 
+    async def _backup_to_host(self, ctx: MethodContext) -> MethodOutcome:
+        """Stream the source host's tar through this machine into a file on the backup host.
+
+        The archive is hashed and listed here as it passes (for the manifest)
+        and written there by ``dd conv=fsync`` under a hidden ``.partial``
+        name; the manifest is uploaded the same way; both are renamed, and
+        the directory synced, only after the stream ended cleanly, tar exited
+        0 on the source host and dd exited 0 on the backup host.
+        """
+        job, run = ctx.job, ctx.run
+        log = RunLog()
+        backup_name, base = parse_ssh_destination(job.destination)
+        try:
+            backup_host = ctx.backup_host(backup_name)
+        except MethodError as exc:
+            return MethodOutcome("failed", str(exc))
+        directory = f"{base}/{ctx.host.name}"
+        ext = ".tar.gz" if job.compression == "gzip" else ".tar"
+        stem = f"{_stamp(run)}-{run.id}"
+        final = f"{directory}/{stem}{ext}"
+        partial = f"{directory}/.{stem}{ext}.partial"
+        manifest_final = f"{directory}/{stem}.manifest.json"
+        manifest_partial = f"{directory}/.{stem}.manifest.partial"
+        q = shlex.quote
+        try:
+            await asyncio.to_thread(_prepare_staging, self.staging)
+        except OSError as exc:
+            return MethodOutcome("failed", f"cannot use {self.staging}: {exc.strerror or exc}")
+        entries = self.staging / f".{job.name}-{run.id}.entries.partial"
+        manifest_local = self.staging / f".{job.name}-{run.id}.manifest.partial"
+        command = tar_create_command(job)
+        log.add(f"$ {command}")
+        log.add(f"into {backup_host.name}:{final}")
+        # Left-overs of a run that died go first (the job lock is held: no live run owns them).
+        writer_command = (f"umask 077 && mkdir -p -- {q(directory)} && "
+                          f"rm -f -- {q(directory)}/.*.partial && "
+                          f"exec dd of={q(partial)} bs=1048576 conv=fsync status=none")
+        reached_commit = committed = False
+        try:
+            try:
+                writer = await open_remote(ctx.pool, backup_host, writer_command)
+            except TransportError as exc:
+                return MethodOutcome("failed", _with(log, f"backup host {backup_host.name}: {exc}"))
+            try:
+                proc = await open_remote(ctx.pool, ctx.host, command)
+            except TransportError as exc:
+                await writer.stop()
+                return MethodOutcome("failed", _with(log, str(exc)))
+            sink = ArchiveSink(None, entries, job.compression)
+            pacer = _Pacer(ctx.progress, ctx.expected_bytes)
+            write_error: str | None = None
+            try:
+                async with asyncio.timeout(job.timeout), _stop_on_cancel(proc, ctx.cancel):
+                    while chunk := await proc.read():
+                        await sink.feed(chunk)
+                        try:
+                            await writer.write(chunk)
+                        except TransportError as exc:
+                            write_error = f"writing to {backup_host.name} failed: {exc}"
+                            await proc.stop()
+                            break
+                        pacer.add(len(chunk))
+                        if sink.failure is not None:
+                            await proc.stop()
+                            break
+                    ended = await proc.wait()
+            except TimeoutError:
+                await proc.stop()
+                ended = RemoteExit(None, f"timed out after {job.timeout:g}s", b"")
+            except BaseException:
+                await proc.stop()
+                await writer.stop()
+                await sink.abort()
+                raise
+            result = await sink.finish()
+            pacer.end()
+            log.add(ended.stderr)
+            failure: str | None = None
+            status = "failed"
+            if ctx.cancel.is_set():
+                failure, status = "cancelled; nothing was kept", "cancelled"
+            elif write_error is not None:
+                failure = write_error + "; the partial archive was deleted"
+            elif not ended.ok:
+                failure = (_exit_text(ended, "tar on the host")
+                           + "; the partial archive was deleted")
+            elif result.error is not None:
+                failure = result.error
+            if failure is not None:
+                await writer.stop()
+                return MethodOutcome(status, _with(log, failure), bytes=pacer.done)
+            await writer.write_eof()
+            stored = await writer.wait(timeout=job.timeout)
+            if not stored.ok:
+                log.add(stored.stderr)
+                return MethodOutcome("failed", _with(log, _exit_text(
+                    stored, f"writing the archive on {backup_host.name} (dd)")), bytes=pacer.done)
+            header = _manifest_header(ctx, command, PurePosixPath(final).name, result)
+            await asyncio.to_thread(_write_manifest, manifest_local, header, entries)
+            upload = await open_remote(
+                ctx.pool, backup_host,
+                f"umask 077 && exec dd of={q(manifest_partial)} conv=fsync status=none")
+            uploaded = await _feed(upload, _read_archive(ctx, ArchiveRef(None, str(manifest_local))),
+                                   None, ctx, report=False)
+            if not uploaded.ok:
+                log.add(uploaded.stderr)
+                return MethodOutcome("failed", _with(log, _exit_text(
+                    uploaded, f"writing the manifest on {backup_host.name}")))
+            reached_commit = True
+            # Manifest first: an archive under its final name always has one.
+            problem = await _host_command(
+                ctx, backup_host,
+                f"mv -f -- {q(manifest_partial)} {q(manifest_final)} && "
+                f"mv -f -- {q(partial)} {q(final)} && "
+                f"{{ sync -- {q(directory)} 2>/dev/null || sync; }}")
+            if problem is not None:
+                return MethodOutcome("failed", _with(log, f"renaming on {backup_host.name} "
+                                                          f"failed: {problem}"))
+            committed = True
+            ref = ArchiveRef(backup_host.name, final)
+            status = "warning" if ended.stderr.strip() else "succeeded"
+            log.add(f"wrote {ref} ({result.size} bytes, {result.files} files, "
+                    f"sha256 {result.sha256})")
+            return MethodOutcome(
+                status, log.text(), bytes=result.size, files=result.files, archive=str(ref),
+                sha256=result.sha256,
+                detail={"manifest": str(ref.manifest()), "entries": result.entries,
+                        "streamed_bytes": pacer.done, "backup_host": backup_host.name},
+            )
+        finally:
+            for path in (entries, manifest_local):
+                path.unlink(missing_ok=True)
+            if not committed:
+                leftovers = [partial, manifest_partial] + ([manifest_final] if reached_commit
+                                                           else [])
+                # Best effort: a broken connection leaves hidden .partial names only,
+                # which the next backup of this host deletes.
+                with contextlib.suppress(Exception):
+                    async with asyncio.timeout(60):
+                        await _host_command(ctx, backup_host, "rm -f -- " + " ".join(
+                            q(p) for p in leftovers), timeout=60)
+
     # -- verify ---------------------------------------------------------------
 
     async def verify(self, ctx: MethodContext, target: BackupRun) -> MethodOutcome:
         log = RunLog()
-        archive, manifest = self._archive_of(target)
+        ref = await self._ref_of(ctx, target)
+        async with _local_manifest(ctx, ref.manifest(), self.staging) as manifest:
+            return await self._verify_with(ctx, target, ref, manifest, log)
+
+    async def _verify_with(self, ctx: MethodContext, target: BackupRun, ref: ArchiveRef,
+                           manifest: Path, log: RunLog) -> MethodOutcome:
         header = await asyncio.to_thread(load_manifest_header, manifest)
-        actual = await asyncio.to_thread(_sha256_file, archive)
-        expected = {target.sha256, header.get("sha256")}
-        if expected != {actual}:
-            return MethodOutcome(
-                "failed", f"archive {archive} is damaged: sha256 {actual}, the run recorded "
-                          f"{target.sha256} and the manifest {header.get('sha256')}",
-                sha256=actual)
-        log.add(f"archive sha256 ok: {actual}")
         policy = ctx.job.verify
         chosen = await asyncio.to_thread(
             _choose_entries, manifest, policy.scope, policy.sample_percent)
-        scratch = archive.parent / f".verify-{ctx.run.id}-{secrets.token_hex(4)}"
+        # Beside the archives (same disk, not a small /tmp); for a backup host, in staging.
+        base = Path(ref.path).parent if ref.host is None else self.staging
+        await asyncio.to_thread(_prepare_staging, base)
+        scratch = base / f".verify-{ctx.run.id}-{secrets.token_hex(4)}"
         scratch.mkdir(mode=0o700)
+        digest = hashlib.sha256()
         try:
             members = None if policy.scope == "full" else [e["path"] for e in chosen]
-            extracted = await self._extract_locally(ctx, archive, header, scratch, members, log)
+            extracted = await self._extract_locally(ctx, ref, header, scratch, members, log,
+                                                    digest)
+            actual = digest.hexdigest()
+            cancelled = extracted is not None and extracted.status == "cancelled"
+            expected = {target.sha256, header.get("sha256")}
+            # A damaged archive also makes tar fail: say the first cause.
+            if not cancelled and expected != {actual}:
+                return MethodOutcome(
+                    "failed", f"archive {ref} is damaged: sha256 {actual}, the run recorded "
+                              f"{target.sha256} and the manifest {header.get('sha256')}\n"
+                              + log.text(), sha256=actual)
             if extracted is not None:
                 return extracted
+            log.add(f"archive sha256 ok: {actual}")
             mismatches, checked = await asyncio.to_thread(
                 compare_tree, scratch, chosen, policy.scope == "full")
         finally:
             await asyncio.to_thread(shutil.rmtree, scratch, True)
         files = sum(1 for e in chosen if e["type"] == "file")
+        size = int(header.get("size") or 0)
         detail = {"checked_entries": checked, "checked_files": files, "scope": policy.scope,
                   "mismatches": len(mismatches), "archive_sha256": actual}
         if mismatches:
@@ -460,16 +766,19 @@ class TarMethod:
                 log.add(line)
             if len(mismatches) > MISMATCHES_SHOWN:
                 log.add(f"... and {len(mismatches) - MISMATCHES_SHOWN} more differences")
-            return MethodOutcome("failed", log.text(), bytes=archive.stat().st_size, files=files,
-                                 archive=str(archive), sha256=actual, detail=detail)
+            return MethodOutcome("failed", log.text(), bytes=size, files=files,
+                                 archive=str(ref), sha256=actual, detail=detail)
         log.add(f"test restore ok: {checked} entries ({files} files) match the manifest")
-        return MethodOutcome("succeeded", log.text(), bytes=archive.stat().st_size, files=files,
-                             archive=str(archive), sha256=actual, detail=detail)
+        return MethodOutcome("succeeded", log.text(), bytes=size, files=files,
+                             archive=str(ref), sha256=actual, detail=detail)
 
-    async def _extract_locally(self, ctx: MethodContext, archive: Path, header: dict[str, Any],
+    async def _extract_locally(self, ctx: MethodContext, ref: ArchiveRef, header: dict[str, Any],
                                into: Path, members: list[str] | None,
-                               log: RunLog) -> MethodOutcome | None:
-        """Extract ``archive`` with this machine's tar; an outcome only on failure."""
+                               log: RunLog, digest: Any) -> MethodOutcome | None:
+        """Extract ``ref`` with this machine's tar, hashing it; an outcome only on failure.
+
+        The whole archive is read (and hashed) even when tar needs only part of it.
+        """
         words = ["tar", "-x", "-f", "-", "-C", str(into)]
         if header.get("compression") == "gzip":
             words.append("-z")
@@ -481,7 +790,8 @@ class TarMethod:
         local = Host(name="this machine", address="local")
         try:
             proc = await open_remote(ctx.pool, local, " ".join(shlex.quote(w) for w in words))
-            ended = await _feed_file(proc, archive, ctx)
+            ended = await _feed(proc, _read_archive(ctx, ref, digest),
+                                int(header.get("size") or 0) or None, ctx, drain=True)
         finally:
             if list_file is not None:
                 list_file.unlink(missing_ok=True)
@@ -496,7 +806,13 @@ class TarMethod:
 
     async def restore(self, ctx: MethodContext, target: BackupRun,
                       request: RestoreRequest) -> MethodOutcome:
-        archive, manifest = self._archive_of(target)
+        ref = await self._ref_of(ctx, target)
+        async with _local_manifest(ctx, ref.manifest(), self.staging) as manifest:
+            return await self._restore_with(ctx, target, request, ref, manifest)
+
+    async def _restore_with(self, ctx: MethodContext, target: BackupRun,
+                            request: RestoreRequest, ref: ArchiveRef,
+                            manifest: Path) -> MethodOutcome:
         header = await asyncio.to_thread(load_manifest_header, manifest)
         destination = request.target or "/"
         log = RunLog()
@@ -515,7 +831,8 @@ class TarMethod:
             proc = await open_remote(ctx.pool, ctx.host, command)
         except TransportError as exc:
             return MethodOutcome("failed", _with(log, str(exc)))
-        ended = await _feed_file(proc, archive, ctx)
+        ended = await _feed(proc, _read_archive(ctx, ref), int(header.get("size") or 0) or None,
+                            ctx)
         log.add(ended.stderr)
         if ctx.cancel.is_set():
             return MethodOutcome("cancelled", _with(log, "cancelled: the restore is incomplete"))
@@ -524,13 +841,18 @@ class TarMethod:
         entries = [e for e in iter_manifest_files(manifest) if _selected(e["path"], request.paths)]
         files = sum(1 for e in entries if e["type"] == "file")
         log.add(f"restored {len(entries)} entries ({files} files) to {destination} on {ctx.host.name}")
-        return MethodOutcome("succeeded", log.text(), bytes=archive.stat().st_size, files=files,
-                             archive=str(archive), detail={"target": destination})
+        return MethodOutcome("succeeded", log.text(), bytes=int(header.get("size") or 0),
+                             files=files, archive=str(ref), detail={"target": destination})
 
     async def list_files(self, ctx: MethodContext, target: BackupRun,
                          request: RestoreRequest | None = None,
                          limit: int | None = None) -> list[FileEntry]:
-        _archive, manifest = self._archive_of(target)
+        ref = await self._ref_of(ctx, target)
+        async with _local_manifest(ctx, ref.manifest(), self.staging) as manifest:
+            return await self._list_with(manifest, request, limit)
+
+    async def _list_with(self, manifest: Path, request: RestoreRequest | None,
+                         limit: int | None) -> list[FileEntry]:
         paths = request.paths if request else ()
         base = (request.target or "/") if request else None
 
@@ -570,35 +892,74 @@ class TarMethod:
         log = RunLog()
         if dry_run:
             return PruneOutcome("succeeded", keep, remove, "dry run: nothing deleted")
+        victim_done: list[str] = []
         failed = False
+        pacer = _Pacer(ctx.progress, len(remove))
         for victim in remove:
+            if ctx.cancel.is_set():
+                log.add(f"cancelled: {len(remove) - pacer.done} backup(s) not deleted")
+                pacer.end()
+                return PruneOutcome("cancelled", keep, remove, log.text())
             run = by_id[victim.run_id or ""]
-            archive, manifest = Path(run.archive or ""), manifest_path(Path(run.archive or ""))
-            try:
-                for path in (archive, manifest):
-                    with contextlib.suppress(FileNotFoundError):
-                        path.unlink()
-                log.add(f"deleted {archive.name} ({run.id})")
-            except OSError as exc:
+            ref = ArchiveRef.parse(run.archive or "")
+            problem = await _remove_refs(ctx, [ref, ref.manifest()])
+            if problem is None:
+                log.add(f"deleted {ref.name} ({run.id})")
+                victim_done.append(run.id)
+            else:
                 failed = True
-                log.add(f"cannot delete {archive}: {exc.strerror or exc}")
-        if remove:
-            await asyncio.to_thread(_fsync_dir, self.directory(ctx.job, ctx.host.name))
-        return PruneOutcome("failed" if failed else "succeeded", keep, remove, log.text())
+                log.add(problem)
+            pacer.add(1)
+        pacer.end()
+        local_dirs = {Path(r.archive or "").parent for r in by_id.values()
+                      if r.id in victim_done and not (r.archive or "").startswith(SSH_SCHEME)}
+        for directory in local_dirs:
+            await asyncio.to_thread(_fsync_dir, directory)
+        return PruneOutcome("failed" if failed else "succeeded", keep, remove, log.text(),
+                            deleted=victim_done)
 
     # -- helpers --------------------------------------------------------------
 
-    def _archive_of(self, run: BackupRun) -> tuple[Path, Path]:
+    async def _ref_of(self, ctx: MethodContext, run: BackupRun) -> ArchiveRef:
+        """Where ``run``'s archive is, after checking it and its manifest are there."""
         if run.kind != "backup" or not run.archive:
             raise MethodError(f"{run.id} is not a tar backup with an archive")
         if run.detail.get("pruned_by"):
             raise MethodError(f"the archive of {run.id} was deleted by the prune {run.detail['pruned_by']}")
-        archive = Path(run.archive)
-        manifest = manifest_path(archive)
-        for path in (archive, manifest):
-            if not path.is_file():
-                raise MethodError(f"{path} is missing: the backup {run.id} cannot be used")
-        return archive, manifest
+        try:
+            ref = ArchiveRef.parse(run.archive)
+        except ValueError as exc:
+            raise MethodError(f"{run.id}: {exc}") from None
+        problem = await _refs_exist(ctx, [ref, ref.manifest()])
+        if problem is not None:
+            raise MethodError(f"{problem}: the backup {run.id} cannot be used")
+        return ref
+
+
+def _manifest_header(ctx: MethodContext, command: str, archive_name: str,
+                     result: SinkResult) -> dict[str, Any]:
+    """The manifest's fields besides the member list."""
+    job, run = ctx.job, ctx.run
+    finished = datetime.now(UTC)
+    return {
+        "format": MANIFEST_FORMAT,
+        "job": job.name,
+        "job_id": job.id,
+        "host": ctx.host.name,
+        "run": run.id,
+        "method": "tar",
+        "compression": job.compression,
+        "started": run.start,
+        "finished": finished.isoformat(timespec="seconds").replace("+00:00", "Z"),
+        "sources": list(job.sources),
+        "excludes": list(job.excludes),
+        "command": command,
+        "archive": archive_name,
+        "size": result.size,
+        "sha256": result.sha256,
+        "file_count": result.files,
+        "entry_count": result.entries,
+    }
 
 
 def _prepare_directory(directory: Path) -> None:
@@ -732,28 +1093,36 @@ def _member_word(path: str) -> str:
     return f"./{relative}" if relative.startswith("-") else relative
 
 
-async def _feed_file(proc: RemoteProcess, path: Path, ctx: MethodContext) -> RemoteExit:
-    """Send a file to ``proc``'s stdin with progress and cancel; its exit."""
-    total = path.stat().st_size
-    pacer = _Pacer(ctx.progress, total)
+async def _feed(proc: RemoteProcess, chunks: AsyncGenerator[bytes, None], total: int | None,
+                ctx: MethodContext, *, report: bool = True, drain: bool = False) -> RemoteExit:
+    """Send ``chunks`` to ``proc``'s stdin with progress and cancel; its exit.
+
+    ``drain``: when the command stops reading early, keep consuming
+    ``chunks`` (whose reader hashes them) to their end.
+    """
+    pacer = _Pacer(ctx.progress if report else (lambda done, total: None), total)
 
     async def drain_stdout() -> None:
         while await proc.read():
             pass
 
     drainer = asyncio.ensure_future(drain_stdout())
+    open_stdin = True
     try:
-        async with _stop_on_cancel(proc, ctx.cancel):
-            with open(path, "rb") as handle:
-                while chunk := await asyncio.to_thread(handle.read, FEED_CHUNK):
-                    if ctx.cancel.is_set():
-                        break
+        async with _stop_on_cancel(proc, ctx.cancel), contextlib.aclosing(chunks) as stream:
+            async for chunk in stream:
+                if ctx.cancel.is_set():
+                    break
+                if open_stdin:
                     try:
                         await proc.write(chunk)
                     except TransportError:
-                        break  # the command ended early: wait() says how
-                    pacer.add(len(chunk))
-            await proc.write_eof()
+                        open_stdin = False  # the command ended early: wait() says how
+                        if not drain:
+                            break
+                pacer.add(len(chunk))
+            if open_stdin:
+                await proc.write_eof()
             ended = await proc.wait(timeout=ctx.job.timeout)
     except BaseException:
         await proc.stop()

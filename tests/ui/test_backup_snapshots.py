@@ -17,12 +17,13 @@ from typing import Any
 
 from perf_fixtures import wait_until
 from textual.pilot import Pilot
-from textual.widgets import Input, Log
+from textual.widgets import Input, Log, TextArea
 from ui_fixtures import FIXED_NOW, fixed_clock, fleet, fleet_groups, open_services, settle
 
 from itop_tui.app import ItopApp
 from itop_tui.domain.backup import BackupJob, BackupRun, VerifyPolicy, utc_now_text
 from itop_tui.ops.backup_runner import BackupRunner
+from itop_tui.screens.backup_job_form import BackupJobForm
 from itop_tui.screens.backups import BackupsScreen
 from itop_tui.screens.restore_dialog import RestoreDialog
 from itop_tui.services.backup_methods import manifest_path
@@ -110,5 +111,22 @@ def test_restore_dialog(snap_compare: SnapCompare, tmp_path: Path) -> None:
         for widget in dialog.query(Input):
             widget.cursor_blink = False
         await pilot.pause(0.2)  # (an exclusive worker was replaced: settle() would raise)
+
+    assert snap_compare(make_app(tmp_path), terminal_size=SIZE, run_before=run_before)
+
+
+def test_job_form(snap_compare: SnapCompare, tmp_path: Path) -> None:
+    async def run_before(pilot: Pilot[Any]) -> None:
+        await pane_shown(pilot)
+        await pilot.press("e")  # etc, the first row
+        await wait_until(pilot, lambda: isinstance(pilot.app.screen, BackupJobForm), what="form")
+        form = pilot.app.screen
+        await wait_until(pilot, lambda: "matches" in str(form.query_one("#job-hosts-hint").render()),
+                         what="hosts hint")
+        for widget in form.query(Input):
+            widget.cursor_blink = False
+        for area in form.query(TextArea):
+            area.cursor_blink = False
+        await pilot.pause()
 
     assert snap_compare(make_app(tmp_path), terminal_size=SIZE, run_before=run_before)

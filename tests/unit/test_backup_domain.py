@@ -174,6 +174,19 @@ backups:
     assert load_settings(None, data_dir=tmp_path / "d2").backup_root == tmp_path / "d2" / "backups"
 
 
+def test_a_config_job_keeps_a_backup_host_destination_as_written(tmp_path: Path) -> None:
+    path = write(tmp_path, """\
+backups:
+  jobs:
+    - name: etc
+      hosts: all
+      sources: [/etc]
+      destination: ssh://vault/srv/backups/etc
+""")
+    [job] = load_settings(path, data_dir=tmp_path / "data").backups.jobs
+    assert job.destination == "ssh://vault/srv/backups/etc"
+
+
 @pytest.mark.parametrize(
     ("body", "line", "field", "message"),
     [
