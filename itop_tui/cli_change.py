@@ -20,7 +20,7 @@ import getpass
 import os
 import sys
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from itop_tui.cli import (
@@ -47,7 +47,7 @@ from itop_tui.domain.change import (
 )
 from itop_tui.domain.change_windows import time_left
 from itop_tui.domain.substitution import VariableError
-from itop_tui.domain.timespec import TimeSpecError, parse_duration
+from itop_tui.domain.timespec import TimeSpecError, parse_duration, parse_when
 from itop_tui.services.context import Services
 
 SECRET_ENV_PREFIX = "ITOP_VAR_"
@@ -255,25 +255,6 @@ def _guarded(handler: Callable[[argparse.Namespace], int]) -> Callable[[argparse
 
 
 # -- helpers ---------------------------------------------------------------------------
-
-
-def parse_when(text: str, now: datetime) -> datetime:
-    """``now``, ``+30m`` (from now) or an ISO 8601 time (UTC without an offset)."""
-    spec = text.strip()
-    if spec.lower() == "now":
-        return now
-    if spec.startswith("+"):
-        return now + timedelta(seconds=parse_duration(spec[1:]))
-    try:
-        parsed = datetime.fromisoformat(spec.replace("Z", "+00:00"))
-    except ValueError:
-        raise TimeSpecError(
-            f"invalid time {text!r}: expected an ISO 8601 time (2025-06-01T22:00Z), now, "
-            "or +DURATION such as +30m"
-        ) from None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    return parsed.astimezone(UTC)
 
 
 def _vars(words: list[str]) -> dict[str, str]:

@@ -118,6 +118,7 @@ def register(sub: Any, add: Callable[[Any, str, str], argparse.ArgumentParser]) 
                    help="continue even though the procedure changed since the run started (audited)")
     p.add_argument("--var", action="append", default=[], metavar="NAME=VALUE",
                    help="value for an input step not answered yet")
+    _change_option(p, "continue")
     _run_options(p)
     p.set_defaults(handler=cmd_resume)
 
@@ -125,6 +126,7 @@ def register(sub: Any, add: Callable[[Any, str, str], argparse.ArgumentParser]) 
     p.add_argument("run", help="run id (RUN-N)")
     p.add_argument("--force", action="store_true",
                    help="retry even though the procedure changed since the run started (audited)")
+    _change_option(p, "rerun")
     _run_options(p)
     p.set_defaults(handler=cmd_retry)
 
@@ -154,6 +156,23 @@ def register(sub: Any, add: Callable[[Any, str, str], argparse.ArgumentParser]) 
                    help="write to FILE instead of stdout")
     p.add_argument("--json", action="store_true", help="print the run record as JSON instead")
     p.set_defaults(handler=cmd_report)
+
+
+def _change_option(p: argparse.ArgumentParser, verb: str) -> None:
+    p.add_argument("--change", default=None, metavar="CHG",
+                   help=f"{verb} under this approved change, inside its window (production hosts "
+                        "need one for mutating steps; default: the run's change, else the single "
+                        "active change)")
+
+
+def _change_id(text: str | None) -> str | None:
+    """``--change`` as a change reference (CHG-N), or a usage error."""
+    if text is None:
+        return None
+    try:
+        return normalize_ref(text)
+    except ValueError as exc:
+        raise UsageError(f"--change: {exc}") from None
 
 
 def _run_options(p: argparse.ArgumentParser) -> None:
@@ -642,8 +661,10 @@ def _outcome(run: ProcedureRun) -> None:
         err(clean(f"{run.id} is waiting{reason}. An approver runs `itop procedure approve {run.id}`;"
                   f" then continue with `itop procedure resume {run.id}`"), prefix=False)
     elif run.status == "paused":
-        err(clean(f"{run.id} is paused{reason}. Continue with `itop procedure resume {run.id}`"),
-            prefix=False)
+        under = (" --change CHG-N" if "refused by the change gate" in (run.reason or "")
+                 and run.change_id is None else "")
+        err(clean(f"{run.id} is paused{reason}. Continue with "
+                  f"`itop procedure resume {run.id}{under}`"), prefix=False)
     elif run.status == "failed":
         err(clean(f"{run.id} failed{reason}. Evidence: `itop procedure report {run.id}`; rerun the "
                   f"failed hosts with `itop procedure retry {run.id}`"), prefix=False)
@@ -667,12 +688,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             f"{procedure.id} has steps that change things or need a person: confirm them on a "
             "terminal, pass --yes to confirm them all, or use --check"
         )
-    change_id: str | None = None
-    if args.change is not None:
-        try:
-            change_id = normalize_ref(args.change)
-        except ValueError as exc:
-            raise UsageError(f"--change: {exc}") from None
+    change_id = _change_id(args.change)
     supplied.update(_start_secrets(procedure))
     console = _Console(args)
     return _execute(args, services, console, lambda runner: runner.start(
@@ -689,27 +705,29 @@ def _run_procedure(services: Services, run_id: str) -> tuple[ProcedureRun, Proce
 
 @_guarded
 def cmd_resume(args: argparse.Namespace) -> int:
-    """``itop procedure resume RUN [--force] [--var K=V]... [--yes] [--json]``."""
+    """``itop procedure resume RUN [--force] [--var K=V]... [--change CHG] [--yes] [--json]``."""
     run_id = _run_id(args.run)
+    change_id = _change_id(args.change)
     services = open_services(args)
     services.require_writable("resume procedure runs")
     run, procedure = _run_procedure(services, run_id)
     supplied = _parse_vars(args.var, procedure) if procedure is not None else {}
     console = _Console(args)
     return _execute(args, services, console, lambda runner: runner.resume(
-        run.id, force=bool(args.force), variables=supplied))
+        run.id, force=bool(args.force), variables=supplied, change_id=change_id))
 
 
 @_guarded
 def cmd_retry(args: argparse.Namespace) -> int:
-    """``itop procedure retry RUN [--force] [--yes] [--json]``."""
+    """``itop procedure retry RUN [--force] [--change CHG] [--yes] [--json]``."""
     run_id = _run_id(args.run)
+    change_id = _change_id(args.change)
     services = open_services(args)
     services.require_writable("retry procedure runs")
     run, _procedure = _run_procedure(services, run_id)
     console = _Console(args)
     return _execute(args, services, console, lambda runner: runner.retry_failed(
-        run.id, force=bool(args.force)))
+        run.id, force=bool(args.force), change_id=change_id))
 
 
 @_guarded

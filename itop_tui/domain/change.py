@@ -663,9 +663,19 @@ def check(
 ) -> ChangeRefused | None:
     """The refusal ``action`` would meet now, or None when it is allowed.
 
-    With ``inp`` None, only what the change, the state and the role decide is
-    checked (what a pane needs to enable or disable an action); with an
-    input, its fields are checked too.
+    With ``inp`` None, what the person would give with the action (a
+    comment, a note's text, a close code, a review, a risk, a window) is not
+    checked; everything else is: the state, the role, separation of duties,
+    the change's own fields and the facts of ``ctx``. That includes the
+    window *stored on the change*: ``schedule`` checks the change's window
+    (set, end after start, not over, no blackout in ``ctx``) and refuses a
+    change without one, naming ``window_start``, although a window given
+    with the action would be accepted (the Changes pane judges ``schedule``
+    with a probe window for that reason); ``implement`` and ``backout``
+    check that ``ctx.now`` is inside the stored window; the last emergency
+    ``approve`` keeps a stored window that has not ended, else opens one
+    from ``ctx.now``. With an input, its fields are checked too, and a
+    window it gives replaces the stored one.
     """
     try:
         _plan(change, action, ctx, inp)

@@ -1,9 +1,9 @@
-"""Parsing of time specifications such as ``--since 24h`` or an ISO 8601 time."""
+"""Parsing of time specifications such as ``--since 24h``, ``+30m`` or an ISO 8601 time."""
 
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 
@@ -80,6 +80,30 @@ def parse_since(text: str, now: float) -> float:
     if since < 0:
         raise TimeSpecError(f"time {_shown(text)} reaches back before 1970")
     return since
+
+
+WHEN_EXPECTED = "expected an ISO 8601 time (2025-06-01T22:00Z), now, or +DURATION such as +30m"
+
+
+def parse_when(text: str, now: datetime) -> datetime:
+    """A moment given as ``now``, ``+30m`` (after ``now``) or an ISO 8601 time, in UTC.
+
+    Used for change windows (``--start``, ``--end`` and the Changes pane's
+    forms). An ISO time without an offset is UTC, as everywhere in itop; one
+    with an offset is converted to UTC. Raises :class:`TimeSpecError`.
+    """
+    spec = text.strip()
+    if spec.lower() == "now":
+        return now
+    if spec.startswith("+"):
+        return now + timedelta(seconds=parse_duration(spec[1:]))
+    try:
+        parsed = datetime.fromisoformat(spec)
+    except ValueError:
+        raise TimeSpecError(f"invalid time {_shown(text)}: {WHEN_EXPECTED}") from None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return parsed.astimezone(UTC)
 
 
 def format_time(epoch: float) -> str:

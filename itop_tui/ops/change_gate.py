@@ -9,6 +9,12 @@ single active change covering every protected host. The decision names that
 change, and the action is written to the change's work log and to the audit
 log (``change.gate``). Refusals are audited too.
 
+A procedure run the change workflow made for its change (``itop change
+implement|backout``) asks :meth:`ChangeGate.check_step`, which lets it
+through while that change is open on the hosts, without a second record
+(the workflow records the run itself); the backout run of a *failed*
+change counts as open inside the window (see :func:`opens_linked_run`).
+
 Read-only work (metrics, checks, discovery, check mode, ``itop run
 --observe``) is never blocked. What counts as read-only for an ad-hoc
 command is decided by :func:`observe_command`: a conservative allowlist of
@@ -20,7 +26,7 @@ from __future__ import annotations
 
 import shlex
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 from itop_tui.domain.change import APPROVED_STATES, Change, normalize_ref
@@ -133,6 +139,35 @@ class ChangeGate:
             raise ChangeRequired(decision)
         return decision
 
+    def check_step(
+        self,
+        hosts: Sequence[Host],
+        *,
+        run_id: str,
+        change_ref: str | None,
+        what: str,
+    ) -> GateDecision:
+        """Decide for a mutating procedure step of run ``run_id`` on ``hosts``.
+
+        A run that the change ``change_ref`` made for itself (linked in the
+        change as its implementation or backout run) is allowed while the
+        change is open on the production hosts (:func:`opens_linked_run`),
+        without a second record: the workflow audits the run and writes it
+        to the work log. Any other step is decided by :meth:`check` under
+        ``change_ref`` (else the single active change), and recorded.
+        """
+        protected = tuple(dict.fromkeys(h.name for h in hosts if h.status == PRODUCTION))
+        if change_ref is not None and protected:
+            try:
+                change = self.changes.get(normalize_ref(change_ref))
+            except ValueError:
+                change = None
+            if change is not None and opens_linked_run(change, run_id, protected, self.clock()):
+                purposes = "/".join(sorted({r.purpose for r in change.runs if r.id == run_id}))
+                return GateDecision(True, f"{run_id} is the {purposes} run of {change.ref}, "
+                                          "open now", change.ref, protected)
+        return self.check(hosts, mutating=True, change_ref=change_ref, what=what)
+
     def active(self, host_names: Sequence[str] = ()) -> list[Change]:
         """Approved changes inside their window now, covering every one of ``host_names``."""
         return active_changes(self.changes.all(), list(host_names), self.clock())
@@ -200,6 +235,25 @@ class ChangeGate:
                 text=f"{what} on {', '.join(names)}",
                 detail={"hosts": names, "origin": self.services.origin},
             )
+
+
+def opens_linked_run(change: Change, run_id: str, hosts: Sequence[str], now: datetime) -> bool:
+    """Whether ``change`` made run ``run_id`` and is open on ``hosts`` at ``now``.
+
+    Open means: the run is linked in the change (its implementation or
+    backout run), the change is approved (scheduled or being implemented)
+    and ``now`` is inside its window, covering every host. One exception:
+    a *failed* change stays open to its own backout run inside its window,
+    because a failed change can be backed out later (docs/changes.md) and
+    the backout is what takes it out of ``failed``.
+    """
+    purposes = {r.purpose for r in change.runs if r.id == run_id}
+    if not purposes:
+        return False
+    if change.state == "failed" and "backout" in purposes:
+        # Judged as if it were still being implemented: same window, same hosts.
+        change = replace(change, state="implement")
+    return bool(active_changes([change], list(hosts), now))
 
 
 def _why_not(change: Change, protected: tuple[str, ...], now: datetime) -> str | None:

@@ -47,17 +47,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import inspect
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any, TypeVar
 
 from itop_tui.domain.batches import batch_should_stop, serial_batches
-from itop_tui.domain.change import APPROVED_STATES, Change
-from itop_tui.domain.change_windows import active_changes
 from itop_tui.domain.models import Host
 from itop_tui.domain.procedure import DEFAULT_STEP_TIMEOUT, Procedure, Step, Variable
 from itop_tui.domain.procedure_loader import procedure_from_dict
@@ -364,6 +360,7 @@ class ProcedureRunner:
         *,
         force: bool = False,
         variables: Mapping[str, str] | None = None,
+        change_id: str | None = None,
     ) -> ProcedureRun:
         """Continue a paused, waiting or interrupted run from its first unfinished step and host.
 
@@ -372,7 +369,10 @@ class ProcedureRunner:
         ``procedure.resume.force``). ``variables`` gives the secret values
         again (they were never stored) and values for input steps not yet
         answered; a missing secret is asked through ``callbacks.ask``.
-        Raises ``RunBusy`` when another process executes the run.
+        ``change_id`` puts the rest of the run under that change (the change
+        gate decides its mutating steps on production hosts as on a new
+        run; None keeps the run's change). Raises ``RunBusy`` when another
+        process executes the run.
         """
         self.services.require_writable("resume procedure runs")
         self._require_runner_role()
@@ -386,23 +386,47 @@ class ProcedureRunner:
                 )
             if run.finished:
                 raise RunnerError(f"{run.id} has finished ({run.status}): nothing to resume")
+            self._check_change_move(run, change_id)
             run, procedure = self._current_procedure(run, force)
             context = await self._context(run, procedure, variables)
 
             def resumed(stored: ProcedureRun) -> None:
-                stored.resumes.append(
-                    {"at": utc_now(), "by": self.services.actor, "kind": "resume",
-                     "hash": stored.procedure_hash, "forced": force}
-                )
+                entry: dict[str, Any] = {"at": utc_now(), "by": self.services.actor,
+                                         "kind": "resume", "hash": stored.procedure_hash,
+                                         "forced": force}
+                if change_id is not None:
+                    entry["change"] = change_id
+                    stored.change_id = change_id
+                stored.resumes.append(entry)
                 if stored.status != "waiting":
                     stored.status = "running"
                     stored.reason = None
 
             context.run = self.runs.update(run.id, resumed)[0]
             self.services.audit.append(
-                "procedure.run.resume", run.id, {"procedure": run.procedure_id, "forced": force}
+                "procedure.run.resume", run.id,
+                {"procedure": run.procedure_id, "forced": force,
+                 "change_id": context.run.change_id},
             )
             return await self._execute(context)
+
+    def _check_change_move(self, run: ProcedureRun, change_id: str | None) -> None:
+        """Refuse to move a run the change workflow made for its change to another change.
+
+        Such a run is that change's implementation or backout: it goes on
+        with ``itop change implement|backout``, under its own change.
+        """
+        if change_id is None or run.change_id in (None, change_id):
+            return
+        assert run.change_id is not None
+        current = ChangeGate(self.services).changes.get(run.change_id)
+        linked = [r.purpose for r in current.runs if r.id == run.id] if current else []
+        if linked:
+            raise RunnerError(
+                f"{run.id} is the {linked[0]} run of {run.change_id}: it stays under that "
+                f"change (continue it with `itop change "
+                f"{'backout' if linked[0] == 'backout' else 'implement'} {run.change_id}`)"
+            )
 
     async def retry_failed(
         self,
@@ -410,12 +434,14 @@ class ProcedureRunner:
         *,
         force: bool = False,
         variables: Mapping[str, str] | None = None,
+        change_id: str | None = None,
     ) -> ProcedureRun:
         """Rerun the failed hosts of a failed run, from the step where each failed.
 
         Hosts that succeeded are not run again. Work the failure cancelled
         (later batches) continues as on resume. Earlier results of the rerun
-        steps are kept in each result's ``previous``.
+        steps are kept in each result's ``previous``. ``change_id`` puts
+        the rerun under that change, as on :meth:`resume`.
         """
         self.services.require_writable("retry procedure runs")
         self._require_runner_role()
@@ -431,6 +457,7 @@ class ProcedureRunner:
             failed = run.failed_hosts()
             if not failed:
                 raise RunnerError(f"{run.id} has no failed host to retry")
+            self._check_change_move(run, change_id)
             run, procedure = self._current_procedure(run, force)
             context = await self._context(run, procedure, variables)
 
@@ -443,13 +470,17 @@ class ProcedureRunner:
                 stored.status = "running"
                 stored.ended = None
                 stored.reason = None
-                stored.resumes.append(
-                    {"at": utc_now(), "by": self.services.actor, "kind": "retry",
-                     "hash": stored.procedure_hash, "forced": force, "hosts": failed}
-                )
+                entry: dict[str, Any] = {"at": utc_now(), "by": self.services.actor,
+                                         "kind": "retry", "hash": stored.procedure_hash,
+                                         "forced": force, "hosts": failed}
+                if change_id is not None:
+                    entry["change"] = change_id
+                    stored.change_id = change_id
+                stored.resumes.append(entry)
 
             context.run = self.runs.update(run.id, reset)[0]
-            self.services.audit.append("procedure.run.retry", run.id, {"hosts": failed})
+            self.services.audit.append("procedure.run.retry", run.id,
+                                       {"hosts": failed, "change_id": context.run.change_id})
             return await self._execute(context)
 
     def approve(self, run_id: str, approver: str | None = None, comment: str = "") -> ProcedureRun:
@@ -934,24 +965,15 @@ class ProcedureRunner:
         procedure resume`` continues once a change is active). The gate
         audits its decision and writes the step to the change's work log.
 
-        A run the change workflow made for its change (``itop change
-        implement|backout``, linked in the change) is let through without a
-        second record when that change is open now on the hosts: the
-        workflow audits and logs the run itself. The backout run of a
-        *failed* change counts as open inside the window (docs/changes.md:
-        a failed change can be backed out later, inside its window).
+        A run the change workflow made for its change is let through by
+        the gate's own rule (:meth:`ChangeGate.check_step`).
         """
         targets = [h for h in (context.hosts.get(n) for n in hosts) if h is not None]
-        protected = [h.name for h in targets if h.status == PRODUCTION]
-        if not protected:
+        if not any(h.status == PRODUCTION for h in targets):
             return
         run = context.run
-        gate = ChangeGate(self.services)
-        change = gate.changes.get(run.change_id) if run.change_id is not None else None
-        if change is not None and _open_for_linked_run(change, run.id, protected, gate.clock()):
-            return
-        decision = gate.check(
-            targets, mutating=True, change_ref=run.change_id,
+        decision = ChangeGate(self.services).check_step(
+            targets, run_id=run.id, change_ref=run.change_id,
             what=f"procedure {run.procedure_id} step {step.id} ({run.id})",
         )
         if not decision.allowed:
@@ -1291,16 +1313,6 @@ async def _answer(value: T | Awaitable[T]) -> T:
     if inspect.isawaitable(value):
         return await value
     return value
-
-
-def _open_for_linked_run(change: Change, run_id: str, protected: list[str], now: datetime) -> bool:
-    """Whether ``change`` made run ``run_id`` and is open on ``protected`` at ``now``."""
-    purposes = {r.purpose for r in change.runs if r.id == run_id}
-    opening = change.state in APPROVED_STATES or (
-        change.state == "failed" and "backout" in purposes)
-    if not purposes or not opening:
-        return False
-    return bool(active_changes([dataclasses.replace(change, state="implement")], protected, now))
 
 
 def _step_records(procedure: Procedure, hosts: list[str]) -> list[StepRecord]:

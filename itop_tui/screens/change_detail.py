@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, ClassVar
 
 from rich.text import Text
@@ -40,16 +40,17 @@ from itop_tui.domain.change import (
 from itop_tui.domain.change_windows import time_left
 from itop_tui.domain.output import strip_control
 from itop_tui.domain.selectors import SelectorError
-from itop_tui.domain.timespec import TimeSpecError, parse_duration
+from itop_tui.domain.timespec import TimeSpecError, parse_when
 from itop_tui.ops.change_workflow import BackupStatus, ChangeWorkflow, ImplementResult
 from itop_tui.ops.procedure_runner import RunCallbacks, RunEvent, RunnerError
-from itop_tui.screens.change_form import FieldsDialog, FormField
+from itop_tui.screens.change_form import ChangeEditScreen, FieldsDialog, FormField
 from itop_tui.screens.confirm import ChoiceDialog, ConfirmDialog
 from itop_tui.screens.worker_errors import ReportsWorkerErrors, describe_error
 from itop_tui.services.change_repo import ChangeNotFound
 from itop_tui.services.context import ReadOnlyError
 
 ACTION_KEYS: tuple[tuple[str, str, str], ...] = (
+    ("edit", "e", "Edit"),
     ("submit", "s", "Submit"),
     ("assess", "a", "Assess"),
     ("approve", "p", "Approve"),
@@ -70,24 +71,6 @@ REFUSALS = (ChangeRefused, ChangeNotFound, ReadOnlyError, RunnerError, SelectorE
 
 PROGRESS_LINES = 200
 """Progress lines kept of a run (the last few are shown)."""
-
-
-def parse_when(text: str, now: datetime) -> datetime:
-    """``now``, ``+30m`` (from now) or an ISO 8601 time (UTC when no offset is given)."""
-    spec = text.strip()
-    if spec.lower() == "now":
-        return now
-    if spec.startswith("+"):
-        return now + timedelta(seconds=parse_duration(spec[1:]))
-    try:
-        parsed = datetime.fromisoformat(spec.replace("Z", "+00:00"))
-    except ValueError:
-        raise TimeSpecError(
-            f"invalid time {text!r}: expected an ISO 8601 time (2025-06-01T22:00Z), now, "
-            "or +DURATION such as +30m") from None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    return parsed.astimezone(UTC)
 
 
 # -- what the detail shows -----------------------------------------------------------
@@ -377,6 +360,14 @@ class ChangeDetailScreen(ReportsWorkerErrors, Screen[None]):
                 self.perform(title, lambda: act(values))
 
         self.app.push_screen(FieldsDialog(f"{title} {self.ref}", fields, intro=intro), answered)
+
+    def _ask_edit(self, change: Change) -> None:
+        def saved(answer: dict[str, str] | None) -> None:
+            if answer:
+                self.status(_clean(f"{answer['ref']} edited: {answer['fields']}"))
+                self.load_change()
+
+        self.app.push_screen(ChangeEditScreen(self.workflow, change), saved)
 
     def _ask_submit(self, change: Change) -> None:
         self.perform("Submit", lambda: self.workflow.submit(change.ref))

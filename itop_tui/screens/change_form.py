@@ -1,4 +1,4 @@
-"""Forms of the Changes pane: a small dialog of text fields, and the new-change form.
+"""Forms of the Changes pane: a small dialog of text fields, the new-change and edit forms.
 
 :class:`FieldsDialog` asks for a few values (a comment, a window, a close
 code and notes); it checks required fields and fixed choices itself and
@@ -6,13 +6,16 @@ dismisses with the values by name. :class:`ChangeFormScreen` writes a new
 change: blank (normal or emergency) or standard from a template of the
 config, its hosts chosen with the selector syntax (the count of matching
 hosts shown as you type) and its procedures from the library.
+:class:`ChangeEditScreen` edits a draft the same way, its fields filled in
+from the change; only what the person changed is written.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import ClassVar
+from datetime import datetime
+from typing import Any, ClassVar
 
 from textual import on, work
 from textual.app import ComposeResult
@@ -21,9 +24,10 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Static
 
-from itop_tui.domain.change import CHANGE_TYPES, ChangeRefused
+from itop_tui.domain.change import CHANGE_TYPES, Change, ChangeRefused
 from itop_tui.domain.models import Inventory
 from itop_tui.domain.selectors import SelectorError, select_hosts
+from itop_tui.domain.timespec import TimeSpecError, parse_when
 from itop_tui.ops.change_workflow import ChangeSpec, ChangeWorkflow
 from itop_tui.screens.worker_errors import ReportsWorkerErrors, describe_error
 from itop_tui.services.context import ReadOnlyError
@@ -165,16 +169,80 @@ def change_fields(templates: Sequence[str]) -> list[FormField]:
     ]
 
 
-class ChangeFormScreen(FieldsDialog):
-    """Write a new change as a draft; dismisses with ``{"ref": CHG-N}`` (None when cancelled)."""
+WINDOW_START_HINT = "2025-06-03T22:00Z, now or +30m (UTC unless an offset is given)"
+WINDOW_END_HINT = "an ISO time, or +1h after the start"
 
-    def __init__(self, workflow: ChangeWorkflow) -> None:
-        """A blank form for ``workflow``'s person."""
-        templates = sorted(workflow.services.settings.changes.templates)
-        super().__init__(
-            "New change", change_fields(templates), save_label="Create draft",
-            intro="A draft: submit it from its detail. A standard change takes everything "
-                  "left blank from its template.")
+
+def edit_form_fields(change: Change) -> list[FormField]:
+    """The fields of the edit form, filled in from ``change``."""
+    outage = "" if change.outage is None else "yes" if change.outage else "no"
+    return [
+        FormField("type", "Type", value=change.type, required=True, choices=CHANGE_TYPES),
+        FormField("title", "Title", "what changes, in a few words", change.title, required=True),
+        FormField("description", "Description", "what will be done", change.description),
+        FormField("justification", "Justification", "why (a ticket, a CVE, a request)",
+                  change.justification),
+        FormField("hosts", "Hosts (a selector)", "web, db01, tag:nginx&status:production",
+                  change.selector or ", ".join(change.hosts)),
+        FormField("start", "Window start", WINDOW_START_HINT, change.window_start or ""),
+        FormField("end", "Window end", WINDOW_END_HINT, change.window_end or ""),
+        FormField("impact", "Impact", "what users will notice", change.impact),
+        FormField("outage", "Outage", "yes or no", outage, choices=("yes", "no")),
+        FormField("implementation", "Implementation procedure",
+                  "a procedure id from the library", change.implementation or ""),
+        FormField("backout", "Backout procedure", "a procedure id from the library",
+                  change.backout or ""),
+        FormField("backout_plan", "Backout plan", "how to undo it", change.backout_plan),
+        FormField("test_plan", "Test plan", "how to check it worked", change.test_plan),
+    ]
+
+
+_TEXT_FIELDS = ("title", "description", "justification", "impact", "backout_plan", "test_plan")
+
+
+def edited_fields(change: Change, before: dict[str, str], after: dict[str, str],
+                  now: datetime) -> dict[str, Any]:
+    """What the edit form changed, as ``ChangeWorkflow.edit`` takes it.
+
+    Only fields whose text differs from what the form showed are given.
+    The hosts are a selector, resolved again by the workflow (emptied: no
+    hosts). The window takes ``now``, ``+30m`` or an ISO time; an end of
+    ``+1h`` counts from the start. Raises ``TimeSpecError`` for a bad time.
+    """
+    changed = {name for name, value in after.items() if value != before.get(name, "")}
+    fields: dict[str, Any] = {name: after[name] for name in _TEXT_FIELDS if name in changed}
+    if "type" in changed:
+        fields["type"] = after["type"]
+    if "hosts" in changed:
+        fields["selector"] = after["hosts"]
+        if not after["hosts"]:
+            fields["hosts"] = []
+    if "outage" in changed:
+        fields["outage"] = None if not after["outage"] else after["outage"] == "yes"
+    for name in ("implementation", "backout"):
+        if name in changed:
+            fields[name] = after[name] or None
+    start = change.start
+    if "start" in changed:
+        start = parse_when(after["start"], now) if after["start"] else None
+        fields["window_start"] = start
+    if "end" in changed:
+        text = after["end"]
+        if not text:
+            fields["window_end"] = None
+        else:
+            base = start if text.startswith("+") and start is not None else now
+            fields["window_end"] = parse_when(text, base)
+    return fields
+
+
+class ChangeFieldsScreen(FieldsDialog):
+    """A change's fields: the host count under the selector, the library under the procedures."""
+
+    def __init__(self, workflow: ChangeWorkflow, title: str, fields: Sequence[FormField], *,
+                 intro: str, save_label: str) -> None:
+        """Ask for ``fields`` of a change of ``workflow``."""
+        super().__init__(title, fields, intro=intro, save_label=save_label)
         self.workflow = workflow
         self.inventory: Inventory | None = None
         self.procedure_ids: list[str] = []
@@ -223,13 +291,32 @@ class ChangeFormScreen(FieldsDialog):
         names = ", ".join(h.name for h in found[:8]) + (" …" if len(found) > 8 else "")
         hint.update(f"{len(found)} hosts match" + (f": {names}" if found else ""))
 
+    def library_problem(self, values: dict[str, str]) -> str | None:
+        """A procedure id that is not in the library, said for the form (None: all known)."""
+        for name in ("implementation", "backout"):
+            proc = values.get(name, "")
+            if proc and self.procedure_ids and proc not in self.procedure_ids:
+                return f"{name}: no procedure {proc!r} in the library"
+        return None
+
+
+class ChangeFormScreen(ChangeFieldsScreen):
+    """Write a new change as a draft; dismisses with ``{"ref": CHG-N}`` (None when cancelled)."""
+
+    def __init__(self, workflow: ChangeWorkflow) -> None:
+        """A blank form for ``workflow``'s person."""
+        templates = sorted(workflow.services.settings.changes.templates)
+        super().__init__(
+            workflow, "New change", change_fields(templates), save_label="Create draft",
+            intro="A draft: submit it from its detail. A standard change takes everything "
+                  "left blank from its template.")
+
     def accept(self, values: dict[str, str]) -> None:
         """Check the procedure ids and write the change in a thread."""
-        for name in ("implementation", "backout"):
-            proc = values[name]
-            if proc and self.procedure_ids and proc not in self.procedure_ids:
-                self.show_error(f"{name}: no procedure {proc!r} in the library")
-                return
+        problem = self.library_problem(values)
+        if problem is not None:
+            self.show_error(problem)
+            return
         if values["template"] and values["type"] != "standard":
             self.show_error("Type: a change from a template is standard")
             return
@@ -257,3 +344,51 @@ class ChangeFormScreen(FieldsDialog):
             self.app.call_from_thread(self.show_error, describe_error(exc))
             return
         self.app.call_from_thread(self.dismiss, {"ref": change.ref})
+
+
+class ChangeEditScreen(ChangeFieldsScreen):
+    """Edit a draft change; dismisses with ``{"ref": CHG-N, "fields": "a, b"}`` once saved.
+
+    The workflow checks again that the change is a draft and that this
+    person may edit it; a refusal is shown on the form, which stays open.
+    """
+
+    def __init__(self, workflow: ChangeWorkflow, change: Change) -> None:
+        """The form for ``change``, filled in from it."""
+        fields = edit_form_fields(change)
+        super().__init__(
+            workflow, f"Edit {change.ref}", fields, save_label="Save draft",
+            intro="Only what you change is written. Hosts take the selector syntax; the "
+                  "window may be left empty until the change is scheduled.")
+        self.change = change
+        self.before = {spec.name: spec.value for spec in fields}
+
+    def accept(self, values: dict[str, str]) -> None:
+        """Work out what changed and write it in a thread."""
+        problem = self.library_problem(values)
+        if problem is not None:
+            self.show_error(problem)
+            return
+        try:
+            fields = edited_fields(self.change, self.before, values, self.workflow.clock())
+        except TimeSpecError as exc:
+            self.show_error(str(exc))
+            return
+        if not fields:
+            self.show_error("Nothing changed.")
+            return
+        self.show_error("Saving the change…")
+        self.save(fields)
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="save",
+          description="Edit the change")
+    def save(self, fields: dict[str, Any]) -> None:
+        """Write the edit (in a thread); refusals are shown on the form."""
+        try:
+            change = self.workflow.edit(self.change.ref, fields)
+        except (ChangeRefused, SelectorError, ValueError, ReadOnlyError) as exc:
+            self.app.call_from_thread(self.show_error, describe_error(exc))
+            return
+        names = ", ".join(sorted("hosts" if n == "selector" else n for n in fields
+                                 if not (n == "hosts" and "selector" in fields)))
+        self.app.call_from_thread(self.dismiss, {"ref": change.ref, "fields": names})

@@ -15,6 +15,13 @@ while a dialog says who must approve; the run goes on by itself once
 another person approves it from their itop. Stopping the worker pauses the
 run (it can be resumed); aborting ends it.
 
+A run whose mutating steps reach production hosts goes under a change:
+before a run starts (or a run without a change is resumed or retried), the
+active changes covering its production hosts are looked up. One is used
+(and named); among several the person chooses; with none, the person is
+told that the change gate will pause the run at its first mutating step,
+and decides whether to start anyway. The change gate decides each step.
+
 Trainees read every step's explanation before the run starts: the steps
 must each be looked at (a tick marks them) before the run can start, and
 each step's explanation is shown again as it starts, and in every prompt.
@@ -23,7 +30,8 @@ each step's explanation is shown again as it starts, and in every prompt.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from datetime import datetime
 from typing import Any, ClassVar, TypeVar
 
 from rich.text import Text
@@ -43,18 +51,21 @@ from textual.widgets import (
 )
 from textual.worker import Worker, WorkerState
 
+from itop_tui.domain.change import Change
+from itop_tui.domain.change_windows import time_left
 from itop_tui.domain.models import Inventory
 from itop_tui.domain.output import strip_control
 from itop_tui.domain.procedure import Procedure, Step, Variable
 from itop_tui.domain.procedure_loader import ProcedureFormatError, procedure_from_dict
 from itop_tui.domain.roles import Role
-from itop_tui.domain.selectors import SelectorError
+from itop_tui.domain.selectors import SelectorError, select_hosts
 from itop_tui.domain.substitution import (
     REDACTED,
     VariableError,
     builtin_values,
     render_text,
 )
+from itop_tui.ops.change_gate import PRODUCTION, ChangeGate
 from itop_tui.ops.procedure_runner import (
     ProcedureRunner,
     ResumeRefused,
@@ -62,7 +73,7 @@ from itop_tui.ops.procedure_runner import (
     RunEvent,
     RunnerError,
 )
-from itop_tui.screens.confirm import ConfirmDialog
+from itop_tui.screens.confirm import ChoiceDialog, ConfirmDialog
 from itop_tui.screens.procedure_access import ShowsAllowedKeys, role_of, run_refusal
 from itop_tui.screens.procedure_prompts import (
     ApprovalWait,
@@ -70,6 +81,7 @@ from itop_tui.screens.procedure_prompts import (
     StepQuestion,
     VariableDialog,
 )
+from itop_tui.screens.run_dialog import left_text
 from itop_tui.screens.worker_errors import ReportsWorkerErrors, describe_error
 from itop_tui.services.context import ReadOnlyError, Services
 from itop_tui.services.procedure_repo import (
@@ -274,6 +286,10 @@ class ProcedureRunScreen(ReportsWorkerErrors, ShowsAllowedKeys):
         self._detail_timer: Timer | None = None
         self.last_action = "start"
         """What the latest execution did: start, resume or retry (a refused resume repeats it)."""
+        self.change_ref: str | None = None
+        """The change the latest execution went under (chosen here, or the run's own)."""
+        self.choosing_change = False
+        """True while the change a run goes under is looked up or asked for."""
 
     # -- layout -------------------------------------------------------------------
 
@@ -417,13 +433,108 @@ class ProcedureRunScreen(ReportsWorkerErrors, ShowsAllowedKeys):
             self.app.notify(f"Read each step's explanation first ({len(unread)} not read yet): "
                             "Tab to the steps and go through them with ↓.", markup=False)
             return
-        form.forget_secrets()
-        form.display = False
-        self.phase = "running"
-        self.status = "starting"
-        self._update()
-        self.set_focus(self.steps)
-        self.execution = self._execute("start", values=given.values, selector=given.selector)
+        if self.choosing_change:
+            return
+
+        def begin(change_ref: str | None) -> None:
+            form.forget_secrets()
+            form.display = False
+            self.change_ref = change_ref
+            self.phase = "running"
+            self.status = "starting"
+            self._update()
+            self.set_focus(self.steps)
+            self.execution = self._execute("start", values=given.values, selector=given.selector,
+                                           change_id=change_ref)
+
+        self._choose_change(None, given.selector, begin)
+
+    # -- the change a run goes under ---------------------------------------------------
+
+    def _choose_change(self, hosts: list[str] | None, selector: str | None,
+                       go: Callable[[str | None], None]) -> None:
+        """Find the change for a run on ``hosts`` (or the hosts ``selector`` picks), then ``go``.
+
+        ``go`` gets the change's reference, or None when no change is needed
+        (check mode, a read-only procedure, no production host) or the person
+        starts without one. Nothing happens when the person cancels.
+        """
+        if self.mode == "check" or (self.procedure is not None and not self.procedure.mutates):
+            go(None)
+            return
+        self.choosing_change = True
+        self._find_change(hosts, selector, go)
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="change",
+          description="Find the active change")
+    def _find_change(self, hosts: list[str] | None, selector: str | None,
+                     go: Callable[[str | None], None]) -> None:
+        """Look up the production hosts and the active changes covering them (in a thread)."""
+        try:
+            inventory = self.inventory or self.services.inventory.load()
+            if hosts is None:
+                default = self.procedure.targets if self.procedure is not None else None
+                try:
+                    hosts = [h.name for h in select_hosts(inventory, selector or default or "")]
+                except SelectorError:
+                    hosts = []  # the runner reports the selector's problem
+            production = [n for n in hosts
+                          if (host := inventory.hosts.get(n)) is not None
+                          and host.status == PRODUCTION]
+            gate = ChangeGate(self.services)
+            changes = gate.active(production) if production else []
+            now = gate.clock()
+        except Exception:
+            self.app.call_from_thread(setattr, self, "choosing_change", False)
+            raise
+        self.app.call_from_thread(self._change_found, production, changes, now, go)
+
+    def _change_found(self, production: list[str], changes: list[Change], now: datetime,
+                      go: Callable[[str | None], None]) -> None:
+        """Go under the single active change, or ask which one, or whether to go without."""
+        names = ", ".join(production[:5]) + (" …" if len(production) > 5 else "")
+
+        def chosen(ref: str | None) -> None:
+            self.choosing_change = False
+            if ref:
+                go(ref)
+            else:
+                self.app.notify("Not started: no change chosen.", markup=False)
+
+        if not production:
+            self.choosing_change = False
+            go(None)
+        elif len(changes) == 1:
+            change = changes[0]
+            left = time_left(change, now)
+            self.app.notify(
+                f"Runs under {change.ref}, the active change covering {names}"
+                + (f" ({left_text(left)})" if left is not None else ""), markup=False)
+            self.choosing_change = False
+            go(change.ref)
+        elif changes:
+            choices: list[tuple[str, str]] = []
+            for change in changes:
+                left = time_left(change, now)
+                title = one_line(strip_control(change.title), 50)
+                choices.append((f"{change.ref} {title}"
+                                + (f" ({left_text(left)})" if left is not None else ""),
+                                change.ref))
+            self.app.push_screen(ChoiceDialog(
+                f"Several active changes cover {names}: which one does this run go under?",
+                [*choices, ("Cancel: do not start", "")]), chosen)
+        else:
+            def answered(yes: bool | None) -> None:
+                self.choosing_change = False
+                if yes:
+                    go(None)
+
+            self.app.push_screen(ConfirmDialog(
+                "No active change",
+                f"No approved change covering {names} (production) is in its window. The "
+                "change gate will refuse the steps that change things there: the run pauses "
+                "at the first one, and can be resumed once a change is active. Start anyway?",
+                yes="Start anyway"), answered)
 
     # -- executing ----------------------------------------------------------------
 
@@ -439,6 +550,7 @@ class ProcedureRunScreen(ReportsWorkerErrors, ShowsAllowedKeys):
         values: dict[str, str] | None = None,
         selector: str | None = None,
         force: bool = False,
+        change_id: str | None = None,
     ) -> None:
         runner = ProcedureRunner(self.services, self._runner_callbacks(), approval_wait=None,
                                  poll_interval=POLL_INTERVAL)
@@ -447,13 +559,14 @@ class ProcedureRunScreen(ReportsWorkerErrors, ShowsAllowedKeys):
             if action == "start":
                 assert self.procedure is not None
                 run = await runner.start(self.procedure.id, selector=selector,
-                                         variables=values or {}, check=self.check)
+                                         variables=values or {}, check=self.check,
+                                         change_id=change_id)
             elif action == "resume":
                 assert self.run_id is not None
-                run = await runner.resume(self.run_id, force=force)
+                run = await runner.resume(self.run_id, force=force, change_id=change_id)
             else:
                 assert self.run_id is not None
-                run = await runner.retry_failed(self.run_id, force=force)
+                run = await runner.retry_failed(self.run_id, force=force, change_id=change_id)
         except ResumeRefused as exc:
             self.post_message(self.RunRefused(str(exc), resume_refused=True))
             return
@@ -686,7 +799,8 @@ class ProcedureRunScreen(ReportsWorkerErrors, ShowsAllowedKeys):
     def _offer_force(self, text: str) -> None:
         def answered(yes: bool | None) -> None:
             if yes:
-                self._go("retry" if self.last_action == "retry" else "resume", force=True)
+                self._go("retry" if self.last_action == "retry" else "resume", force=True,
+                         change_id=self.change_ref)
 
         self.app.push_screen(ConfirmDialog(
             "The procedure changed", f"{text}.\n\nContinue with the new version? (audited)",
@@ -815,6 +929,11 @@ class ProcedureRunScreen(ReportsWorkerErrors, ShowsAllowedKeys):
                 pass
         if self.phase != "form" and self.targets:
             text.append(f" · {len(self.targets)} host{'s' if len(self.targets) != 1 else ''}")
+        under = self.run.change_id if self.run is not None and self.phase == "view" else None
+        under = under or self.change_ref
+        if under and self.phase != "form":
+            text.append(" · under ")
+            text.append(under, style="bold")
         shown_values = [f"{k}={one_line(v, 30)}" for k, v in sorted(self.values.items())
                         if k not in self.secret_names]
         shown_values += [f"{name}={REDACTED}" for name in sorted(self.secret_names)]
@@ -900,24 +1019,35 @@ class ProcedureRunScreen(ReportsWorkerErrors, ShowsAllowedKeys):
             return viewing and self.status in FINAL_STATUSES
         return True
 
-    def _go(self, action: str, *, force: bool = False) -> None:
+    def _go(self, action: str, *, force: bool = False, change_id: str | None = None) -> None:
         self.last_action = action
+        self.change_ref = change_id
         self.phase = "running"
         self.notes.clear()
         self.started_info.clear()
         self._update()
         self.set_focus(self.steps)
-        self.execution = self._execute(action, force=force)
+        self.execution = self._execute(action, force=force, change_id=change_id)
+
+    def _go_under_change(self, action: str) -> None:
+        """Resume or retry: a run without a change gets one (or is asked for one) first."""
+        if self.choosing_change:
+            return
+        if self.run is not None and self.run.change_id is not None:
+            self._go(action)  # it stays under its own change
+            return
+        self._choose_change(list(self.targets), None,
+                            lambda ref: self._go(action, change_id=ref))
 
     def action_resume(self) -> None:
         """Continue this paused, waiting or interrupted run here."""
         if self.check_action("resume", ()) is True:
-            self._go("resume")
+            self._go_under_change("resume")
 
     def action_retry(self) -> None:
         """Rerun the failed hosts of this failed run."""
         if self.check_action("retry", ()) is True:
-            self._go("retry")
+            self._go_under_change("retry")
 
     def action_stop(self) -> None:
         """Stop executing here: the run pauses (or stays waiting) and can be resumed."""

@@ -23,7 +23,7 @@ from itop_tui.domain.models import Host
 from itop_tui.domain.output import strip_control
 from itop_tui.ops.change_gate import ChangeGate, ChangeRequired
 from itop_tui.ops.fleet import FleetRunner
-from itop_tui.screens.confirm import ConfirmDialog
+from itop_tui.screens.confirm import ChoiceDialog, ConfirmDialog
 from itop_tui.screens.early_keys import KeepsEarlyKeys
 from itop_tui.screens.result_view import ResultView
 from itop_tui.screens.worker_errors import ReportsWorkerErrors
@@ -58,8 +58,8 @@ def change_note(changes: list[Change], production: list[str], now: datetime) -> 
             "refused (open or schedule a change first)", style="bold red")
     if len(changes) > 1:
         refs = ", ".join(c.ref for c in changes)
-        return Text(f"Several active changes cover these hosts ({refs}): the run will be "
-                    "refused; run it from the CLI with --change", style="bold red")
+        return Text(f"Several active changes cover these hosts ({refs}): you choose the one "
+                    "the run is recorded against when you run it", style="bold yellow")
     change = changes[0]
     left = time_left(change, now)
     text = Text("Recorded against ")
@@ -117,9 +117,10 @@ class RunDialog(ReportsWorkerErrors, KeepsEarlyKeys, ModalScreen[RunOutcome]):
 
     The run happens in a worker; results arrive as messages and update one
     row each. When production hosts are among the targets, a thread worker
-    looks up the single active change covering them: the run goes under it
-    (the dialog says which), and a refusal by the change gate is shown with
-    its reason in the dialog. Escape or ctrl+c cancels a running command (hosts not started
+    looks up the active changes covering them: the run goes under the single
+    one (the dialog says which), or under the one the person chooses among
+    several; a refusal by the change gate is shown with its reason in the
+    dialog. Escape or ctrl+c cancels a running command (hosts not started
     are never started); Escape when idle closes the dialog.
     """
 
@@ -166,6 +167,8 @@ class RunDialog(ReportsWorkerErrors, KeepsEarlyKeys, ModalScreen[RunOutcome]):
         self.outcome = RunOutcome()
         self.running = False
         self.change_ref: str | None = None
+        self.active: list[Change] = []
+        """The active changes covering the production targets (looked up on mount)."""
         self._run_worker: Worker[None] | None = None
 
     def compose(self) -> ComposeResult:
@@ -219,6 +222,7 @@ class RunDialog(ReportsWorkerErrors, KeepsEarlyKeys, ModalScreen[RunOutcome]):
         self.app.call_from_thread(self._show_change, changes, production, gate.clock())
 
     def _show_change(self, changes: list[Change], production: list[str], now: datetime) -> None:
+        self.active = changes
         self.change_ref = changes[0].ref if len(changes) == 1 else None
         self.query_one("#run-change", Static).update(change_note(changes, production, now))
 
@@ -262,15 +266,36 @@ class RunDialog(ReportsWorkerErrors, KeepsEarlyKeys, ModalScreen[RunOutcome]):
                 self._start(command, forks, timeout)
 
         names = ", ".join(production[:5]) + (" …" if len(production) > 5 else "")
-        self.app.push_screen(
-            ConfirmDialog(
-                "Production hosts",
-                f"Run `{command}` on {len(production)} production "
-                f"host{'s' if len(production) != 1 else ''} ({names})?",
-                yes="Run on production",
-            ),
-            confirmed,
-        )
+
+        def confirm(change_ref: str | None) -> None:
+            if len(self.active) > 1:
+                if not change_ref:
+                    return
+                self.change_ref = change_ref
+            self.app.push_screen(
+                ConfirmDialog(
+                    "Production hosts",
+                    f"Run `{command}` on {len(production)} production "
+                    f"host{'s' if len(production) != 1 else ''} ({names})"
+                    + (f" under {self.change_ref}" if self.change_ref else "") + "?",
+                    yes="Run on production",
+                ),
+                confirmed,
+            )
+
+        if len(self.active) > 1:
+            now = ChangeGate(self.services).clock()
+            choices: list[tuple[str, str]] = []
+            for change in self.active:
+                left = time_left(change, now)
+                choices.append((f"{change.ref} {strip_control(change.title)[:50]}"
+                                + (f" ({left_text(left)})" if left is not None else ""),
+                                change.ref))
+            self.app.push_screen(ChoiceDialog(
+                f"Several active changes cover {names}: which one is this run recorded against?",
+                [*choices, ("Cancel", "")]), confirm)
+            return
+        confirm(self.change_ref)
 
     def _start(self, command: str, forks: int, timeout: float) -> None:
         self.running = True

@@ -15,6 +15,7 @@ import json
 import os
 import subprocess
 import sys
+import textwrap
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -238,3 +239,71 @@ async def test_gate_in_process_with_a_clock(trusted_settings: Any, sshd: Any) ->
     logged = [e.text for e in changes.require("CHG-2").work_log if e.kind == "run"]
     assert logged == ["run: echo under on testhost"]
     assert not [e for e in changes.require("CHG-1").work_log if e.kind == "run"]
+
+
+MARK_PROCEDURE = """
+    id: mark
+    title: Look, then write a mark
+    version: "1"
+    variables:
+      - name: dir
+        required: true
+    steps:
+      - id: look
+        title: Look at the directory
+        kind: check
+        command: ls {{ dir }}
+      - id: write
+        title: Write the mark
+        kind: command
+        command: |
+          d={{ dir }}; h={{ host }}; echo marked > "$d/mark-$h"
+"""
+
+
+def test_resume_on_production_needs_a_change_as_a_run_does(tmp_path: Path, sshd: Any) -> None:
+    itop = Itop(tmp_path, sshd)
+    procedure = tmp_path / "mark.yaml"
+    procedure.write_text(textwrap.dedent(MARK_PROCEDURE).lstrip())
+    itop.ok("procedure", "import", str(procedure))
+    mark = itop.work / "mark-prod1"
+
+    # No change: the check runs over SSH, the mutating step does not; the run pauses.
+    started = itop("procedure", "run", "mark", "--target", "prod1", "--var",
+                   f"dir={itop.work}", "--yes")
+    assert started.returncode == 1, started.stderr
+    assert "refused by the change gate" in started.stderr
+    assert "itop procedure resume RUN-1 --change CHG-N" in started.stderr
+    assert not mark.exists()
+
+    # Resuming without a change is refused the same way: still paused, nothing written.
+    again = itop("procedure", "resume", "RUN-1", "--yes")
+    assert again.returncode == 1 and "prod1 is a production host" in again.stderr, again.stderr
+    assert not mark.exists()
+
+    ref = approved_change(itop, "prod1")
+    other = approved_change(itop, "prod2")
+    for change in (ref, other):
+        itop.ok("change", "schedule", change, "--start", "now", "--duration", "30m")
+    assert itop("procedure", "resume", "RUN-1", "--change", "bogus").returncode == 2
+    # A change that does not cover the host does not open it.
+    wrong = itop("procedure", "resume", "RUN-1", "--change", other, "--yes")
+    assert wrong.returncode == 1 and f"{other} does not cover prod1" in wrong.stderr, wrong.stderr
+    assert not mark.exists()
+
+    done = itop("procedure", "resume", "RUN-1", "--change", ref.lower(), "--yes", "--json")
+    assert done.returncode == 0, done.stderr
+    run = json.loads(done.stdout)
+    assert (run["status"], run["change_id"]) == ("succeeded", ref)
+    assert [r.get("change") for r in run["resumes"]] == [None, other, ref]
+    assert mark.read_text() == "marked\n"
+
+    # The audit log and the change's work log tell the same story.
+    events = itop.audit()
+    gate = [(e["target"], e["result"]) for e in events if e["action"] == "change.gate"]
+    assert gate == [("prod1", "refused"), ("prod1", "refused"), (other, "refused"), (ref, "ok")]
+    resumes = [e["detail"]["change_id"] for e in events if e["action"] == "procedure.run.resume"]
+    assert resumes == [None, other, ref]
+    log = [e["text"] for e in itop.show(ref)["work_log"] if e["kind"] == "run"]
+    assert log == ["procedure mark step write (RUN-1) on prod1"]
+    assert not [e for e in itop.show(other)["work_log"] if e["kind"] == "run"]

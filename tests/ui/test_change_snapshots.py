@@ -17,6 +17,7 @@ from ui_fixtures import fixed_clock, settle
 
 from itop_tui.app import ItopApp
 from itop_tui.screens.change_detail import ChangeDetailScreen
+from itop_tui.screens.change_form import ChangeEditScreen
 from itop_tui.screens.changes import ChangesScreen
 
 SIZE = (160, 48)
@@ -56,3 +57,21 @@ def test_change_detail(snap_compare: SnapCompare, tmp_path: Path) -> None:
         assert isinstance(pilot.app.screen, ChangeDetailScreen)
 
     assert snap_compare(app, terminal_size=SIZE, run_before=to_detail)
+
+
+def test_change_edit_form(snap_compare: SnapCompare, tmp_path: Path) -> None:
+    app, refs = make_app(tmp_path)
+
+    async def to_form(pilot: Pilot[Any]) -> None:
+        await settle(pilot)
+        await pilot.press("4")
+        await settle(pilot)
+        screen = pilot.app.screen
+        assert isinstance(screen, ChangesScreen) and screen.table.move_to(refs["draft"])
+        await pilot.press("enter")
+        await settle(pilot)
+        await pilot.press("e")
+        await settle(pilot)
+        assert isinstance(pilot.app.screen, ChangeEditScreen)
+
+    assert snap_compare(app, terminal_size=SIZE, run_before=to_form)

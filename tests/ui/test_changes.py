@@ -6,25 +6,34 @@ its guards, a second person's itop on the same data dir for the approver.
 
 from __future__ import annotations
 
+import shlex
+import time
+from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 from change_fixtures import as_person, change_services, seed_changes, workflow
+from procedure_fixtures import SMALL, add_procedure, as_login
 from textual.pilot import Pilot
 from textual.widgets import Input, Static
 from ui_fixtures import fixed_clock, settle
 
 from itop_tui.app import ItopApp
 from itop_tui.domain.change import PENDING_STATES
+from itop_tui.domain.models import Host
 from itop_tui.screens.change_detail import ChangeDetailScreen
-from itop_tui.screens.change_form import ChangeFormScreen, FieldsDialog
+from itop_tui.screens.change_form import ChangeEditScreen, ChangeFormScreen, FieldsDialog
 from itop_tui.screens.change_upcoming import UpcomingScreen
 from itop_tui.screens.changes import (
     ChangeFilterError,
     ChangesScreen,
     parse_change_filter,
 )
+from itop_tui.screens.confirm import ConfirmDialog
+from itop_tui.services.context import Services
+from itop_tui.settings import Settings
 
 
 def status_text(app: ItopApp, selector: str) -> str:
@@ -243,3 +252,225 @@ async def test_cancel_and_upcoming(tmp_path: Path) -> None:
         assert refs["scheduled"] in body and refs["overlap"] not in body
         assert "Conflicts\n  none" in body
 
+
+
+async def test_edit_a_draft_and_not_after_it_left_draft(tmp_path: Path) -> None:
+    alice = change_services(tmp_path)
+    refs = seed_changes(tmp_path, alice)
+    procedure = add_procedure(alice, SMALL)
+    ref = refs["draft"]
+    app = ItopApp(alice, clock=fixed_clock)
+    async with app.run_test(size=(160, 48)) as pilot:
+        detail = await open_detail(pilot, ref)
+        assert detail.view is not None and detail.view.actions["edit"] is None
+        await pilot.press("e")
+        await settle(pilot)
+        form = app.screen
+        assert isinstance(form, ChangeEditScreen)
+        # The form shows the change as it is.
+        assert form.query_one("#field-title", Input).value == "Rotate nginx logs daily"
+        assert form.query_one("#field-hosts", Input).value == "stage"
+        assert form.query_one("#field-type", Input).value == "normal"
+        # Problems are shown on the form, which stays open.
+        await fill(pilot, {"implementation": "no-such-procedure"})
+        assert app.screen is form
+        assert "no procedure 'no-such-procedure'" in status_text(app, "#fields-error")
+        await fill(pilot, {"implementation": procedure, "start": "tomorrow"})
+        assert app.screen is form and "invalid time 'tomorrow'" in status_text(app, "#fields-error")
+        form.query_one("#field-hosts", Input).value = "web01, web02"
+        await settle(pilot)
+        assert status_text(app, "#hosts-match") == "2 hosts match: web01, web02"
+        await fill(pilot, {
+            "title": "Rotate nginx logs hourly", "description": "logrotate config, hourly",
+            "justification": "disks fill up", "start": "2025-06-02T22:00Z", "end": "+2h",
+            "impact": "none", "outage": "no", "backout_plan": "put the old config back",
+        })
+        assert isinstance(app.screen, ChangeDetailScreen), app.screen
+        assert status_text(app, "#change-status") == (
+            f"{ref} edited: backout_plan, description, hosts, impact, implementation, "
+            "justification, outage, title, window_end, window_start")
+        assert detail.change is not None and detail.change.title == "Rotate nginx logs hourly"
+        body = str(detail.query_one("#change-body", Static).content)
+        assert "2025-06-02T22:00:00Z → 2025-06-03T00:00:00Z" in body
+
+        # Submitted, it is no longer a draft: the key says why and opens nothing.
+        await pilot.press("s")
+        await settle(pilot)
+        assert detail.change.state == "assess"
+        await pilot.press("e")
+        await settle(pilot)
+        assert app.screen is detail
+        assert status_text(app, "#change-status") == (
+            f"Edit: not now: {ref} can only be edited in draft (it is assess)")
+
+    stored = workflow(alice).get(ref)
+    assert (stored.title, stored.justification, stored.impact) == (
+        "Rotate nginx logs hourly", "disks fill up", "none")
+    assert stored.hosts == ("web01", "web02") and stored.selector == "web01, web02"
+    assert (stored.window_start, stored.window_end) == ("2025-06-02T22:00:00Z",
+                                                        "2025-06-03T00:00:00Z")
+    assert stored.outage is False and stored.implementation == procedure
+    assert stored.backout_plan == "put the old config back"
+    assert [e.action for e in stored.work_log] == ["new", "edit", "submit"]
+    edits = [e for e in alice.audit.events() if e.action == "change.edit" and e.target == ref]
+    assert [e.result for e in edits] == ["ok"]
+
+
+TIMEOUT = 60.0
+
+
+async def wait_for(pilot: Pilot[Any], test: Callable[[], bool], what: str) -> None:
+    """Let the app run until ``test()`` holds (runs over SSH work in the background)."""
+    deadline = time.monotonic() + TIMEOUT
+    while time.monotonic() < deadline:
+        if test():
+            return
+        await pilot.pause(0.05)
+    raise AssertionError(f"timed out waiting for {what}; screen is {type(pilot.app.screen).__name__}")
+
+
+async def press_yes(pilot: Pilot[Any], title: str) -> None:
+    """Wait for the yes/no question titled ``title`` and answer yes."""
+    await wait_for(pilot, lambda: isinstance(pilot.app.screen, ConfirmDialog)
+                   and pilot.app.screen._title == title, f"the question {title!r}")
+    question = pilot.app.screen
+    await pilot.press("y")
+    await wait_for(pilot, lambda: pilot.app.screen is not question, "the question to close")
+
+
+async def press_no(pilot: Pilot[Any], title: str) -> None:
+    """Wait for the yes/no question titled ``title`` and answer no."""
+    await wait_for(pilot, lambda: isinstance(pilot.app.screen, ConfirmDialog)
+                   and pilot.app.screen._title == title, f"the question {title!r}")
+    question = pilot.app.screen
+    await pilot.press("n")
+    await wait_for(pilot, lambda: pilot.app.screen is not question, "the question to close")
+
+
+def procedure_text(procedure_id: str, title: str, steps: str) -> str:
+    return f'id: {procedure_id}\ntitle: {title}\nversion: "1"\nsteps:\n{steps}'
+
+
+async def test_a_normal_change_from_draft_to_closed_over_ssh(
+        tmp_path: Path, trusted_settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Written, assessed, approved, scheduled, implemented (a step fails), backed out,
+    reviewed and closed, all from the Changes pane, on a production host over SSH."""
+    settings = replace(trusted_settings, roles={"alice": "operator", "bob": "approver"})
+
+    def login(name: str) -> Services:
+        # The OS login is the person (getpass reads LOGNAME), in the audit log too.
+        monkeypatch.setenv("LOGNAME", name)
+        monkeypatch.setenv("USER", name)
+        return as_login(Services.open(settings, origin="tui"), name)
+
+    alice = login("alice")
+    alice.inventory.upsert_hosts([Host(name="testhost", status="production", criticality="low")])
+    mark = tmp_path / "work" / "mark"
+    mark.parent.mkdir()
+    mark.write_text("v1\n")
+    target = shlex.quote(str(mark))
+    add_procedure(alice, procedure_text("deploy-mark", "Deploy version 2 of the mark", (
+        "  - id: write\n    title: Write version 2\n    kind: command\n"
+        f"    command: echo v2 > {target}\n"
+        "  - id: verify\n    title: Version 3 is there\n    kind: check\n"
+        f"    command: grep -qx v3 {target}\n")))
+    add_procedure(alice, procedure_text("undo-mark", "Put version 1 back", (
+        "  - id: restore\n    title: Write version 1\n    kind: command\n"
+        f"    command: echo v1 > {target}\n")))
+
+    app = ItopApp(alice)  # the real clock: the change gate decides with it
+    async with app.run_test(size=(160, 48)) as pilot:
+        await open_pane(pilot)
+        await pilot.press("n")
+        await settle(pilot)
+        assert isinstance(app.screen, ChangeFormScreen)
+        await fill(pilot, {
+            "title": "Deploy mark v2", "description": "write version 2 of the mark",
+            "justification": "OPS-7", "hosts": "testhost", "impact": "none", "outage": "no",
+            "implementation": "deploy-mark", "backout": "undo-mark",
+            "backout_plan": "write version 1 again", "test_plan": "read the mark",
+        })
+        detail = app.screen
+        assert isinstance(detail, ChangeDetailScreen) and detail.change is not None
+        ref = detail.ref
+        # The window is written into the draft, then the draft submitted.
+        await pilot.press("e")
+        await settle(pilot)
+        await fill(pilot, {"start": "now", "end": "+1h"})
+        assert detail.change.window_start is not None
+        await pilot.press("s")
+        await settle(pilot)
+        assert detail.change.state == "assess"
+
+    bob = login("bob")
+    app = ItopApp(bob)
+    async with app.run_test(size=(160, 48)) as pilot:
+        bobs = await open_detail(pilot, ref)
+        await pilot.press("a")
+        await settle(pilot)
+        await fill(pilot, {"comment": "one host, no outage"})
+        await pilot.press("p")
+        await settle(pilot)
+        await fill(pilot, {"comment": "go"})
+        assert bobs.change is not None and bobs.change.state == "authorize"
+        assert bobs.change.approved_by == ["bob"]
+
+    app = ItopApp(alice)
+    async with app.run_test(size=(160, 48)) as pilot:
+        detail = await open_detail(pilot, ref)
+        await pilot.press("w")  # the window written in the draft is offered
+        await settle(pilot)
+        await fill(pilot, {})
+        assert detail.change is not None and detail.change.state == "scheduled"
+
+        # Implement: version 2 is written over SSH, the check fails; no backout yet.
+        await pilot.press("i")
+        await press_yes(pilot, f"Implement {ref}")
+        await press_no(pilot, "RUN-1 failed")
+        await wait_for(pilot, lambda: not detail.running and detail.change is not None
+                       and detail.change.state == "failed", "the failed implementation")
+        assert mark.read_text() == "v2\n"
+        assert "RUN-1 failed" in status_text(app, "#change-status")
+
+        # Back out from the pane: version 1 is written back.
+        await pilot.press("b")
+        await press_yes(pilot, f"Back out {ref}")
+        await wait_for(pilot, lambda: not detail.running and detail.change is not None
+                       and detail.change.state == "backed_out", "the backout")
+        assert mark.read_text() == "v1\n"
+        assert [(r.id, r.purpose, r.status) for r in detail.change.runs] == [
+            ("RUN-1", "implementation", "failed"), ("RUN-2", "backout", "succeeded")]
+
+        await pilot.press("v")
+        await settle(pilot)
+        await fill(pilot, {"what_happened": "the check found v2, not v3; backed out",
+                           "incidents": "none", "lessons": "write the version we check"})
+        assert detail.change.state == "review"
+        await pilot.press("l")
+        await settle(pilot)
+        await fill(pilot, {"code": "unsuccessful", "notes": "backed out, mark is v1"})
+        assert detail.change.state == "closed"
+        body = str(detail.query_one("#change-body", Static).content)
+        assert "backed_out → review" in body and "review → closed" in body
+
+    change = workflow(alice).get(ref)
+    assert (change.state, change.outcome, change.close_code) == (
+        "closed", "backed_out", "unsuccessful")
+    assert change.review is not None and change.review.by == "alice"
+    history = [(e.actor, e.action, e.to_state) for e in change.work_log if e.kind == "transition"]
+    assert history == [
+        ("alice", "new", "draft"), ("alice", "edit", "draft"), ("alice", "submit", "assess"),
+        ("bob", "assess", "authorize"), ("bob", "approve", "authorize"),
+        ("alice", "schedule", "scheduled"), ("alice", "implement", "implement"),
+        ("alice", "fail", "failed"), ("alice", "backout", "backed_out"),
+        ("alice", "review", "review"), ("alice", "close", "closed"),
+    ]
+    runs = [e.text for e in change.work_log if e.kind == "run"]
+    assert runs[0].startswith("implementation run RUN-1 failed")
+    assert runs[1] == "backout run RUN-2 succeeded"
+    audited = [(e.action, e.actor) for e in alice.audit.events()
+               if e.target == ref and e.action.startswith("change.")]
+    assert audited == [(f"change.{a}", actor) for actor, a, _to in history]
+    # The linked runs went through the gate's rule for them: no refusal on the production host.
+    assert not [e for e in alice.audit.events()
+                if e.action == "change.gate" and e.result == "refused"]

@@ -427,3 +427,34 @@ def test_stored_form_round_trips() -> None:
     again = Change.from_dict(change.to_dict())
     assert again == change
     assert again.review is not None and again.review.incidents == "INC-1"
+
+
+def test_check_without_input_judges_the_stored_window() -> None:
+    """As ``check``'s docstring says: without an input the window stored on the change
+    is checked (a missing one is refused, naming it); a window given with the action
+    is judged only when given."""
+    authorized = replace(ready("authorize", "normal"), window_start=None, window_end=None)
+    refusal = check(authorized, "schedule", ctx())
+    assert refusal is not None and refusal.missing_field == "window_start"
+    given = ActionInput(start=NOW + timedelta(hours=1), end=NOW + timedelta(hours=2))
+    assert check(authorized, "schedule", ctx(), given) is None
+    # A stored window that is over is refused without an input too ...
+    over = replace(authorized, window_start=iso(NOW - timedelta(hours=3)),
+                   window_end=iso(NOW - timedelta(hours=2)))
+    refusal = check(over, "schedule", ctx())
+    assert refusal is not None and refusal.missing_field == "window_end"
+    # ... and a window given with the action replaces it.
+    assert check(over, "schedule", ctx(), given) is None
+    # A blackout from the context counts without an input.
+    refusal = check(ready("authorize", "normal"), "schedule", ctx(blackout="year-end freeze"))
+    assert refusal is not None and refusal.missing_field == "window"
+    # Implementing and backing out need now inside the stored window.
+    later = ctx(now=NOW + timedelta(hours=2))
+    for state, action in (("scheduled", "implement"), ("failed", "backout")):
+        refusal = check(ready(state, "normal"), action, later)
+        assert refusal is not None and refusal.missing_field == "window_end", action
+        assert check(ready(state, "normal"), action, ctx()) is None
+    # Inputs are not judged without one: a rejection's comment, for instance.
+    assert check(ready("authorize", "normal"), "reject", ctx()) is None
+    refusal = check(ready("authorize", "normal"), "reject", ctx(), ActionInput())
+    assert refusal is not None and refusal.missing_field == "comment"
