@@ -8,12 +8,12 @@ decides where data lives or how hosts are reached.
 from __future__ import annotations
 
 import asyncio
+import importlib
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from functools import partial
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from textual import events
 from textual.app import App
@@ -23,34 +23,52 @@ from textual.screen import Screen
 
 from itop_tui.commands import HostCommands
 from itop_tui.domain.models import Inventory
-from itop_tui.screens.backups import BackupsScreen
-from itop_tui.screens.changes import ChangesScreen
-from itop_tui.screens.help import HelpScreen, collect_help
-from itop_tui.screens.inventory import InventoryScreen
-from itop_tui.screens.performance import PerformanceScreen
-from itop_tui.screens.procedures import ProceduresScreen
 from itop_tui.services.context import Services
 from itop_tui.widgets.host_table import Clock
+
+if TYPE_CHECKING:
+    from itop_tui.screens.inventory import InventoryScreen
+
+ScreenFactory = Callable[[Services, Clock], Screen[None]]
 
 
 @dataclass(frozen=True)
 class Pane:
-    """A pane of the console: its mode name, title, switch key and screen factory."""
+    """A pane of the console: its mode name, title, switch key and screen class.
+
+    ``screen`` names the class as ``module:Class``: a pane's module (and all it
+    imports) is loaded when the pane is first shown, not when itop starts.
+    """
 
     mode: str
     title: str
     key: str
-    screen: Callable[[Services, Clock], Screen[None]]
+    screen: str
+
+    def screen_class(self) -> ScreenFactory:
+        """The pane's screen class (importing its module)."""
+        module, _, name = self.screen.partition(":")
+        factory: ScreenFactory = getattr(importlib.import_module(module), name)
+        return factory
 
 
 PANES: tuple[Pane, ...] = (
-    Pane("inventory", "Inventory", "1", InventoryScreen),
-    Pane("performance", "Performance", "2", PerformanceScreen),
-    Pane("procedures", "Procedures", "3", ProceduresScreen),
-    Pane("changes", "Changes", "4", ChangesScreen),
-    Pane("backups", "Backups", "5", BackupsScreen),
+    Pane("inventory", "Inventory", "1", "itop_tui.screens.inventory:InventoryScreen"),
+    Pane("performance", "Performance", "2", "itop_tui.screens.performance:PerformanceScreen"),
+    Pane("procedures", "Procedures", "3", "itop_tui.screens.procedures:ProceduresScreen"),
+    Pane("changes", "Changes", "4", "itop_tui.screens.changes:ChangesScreen"),
+    Pane("backups", "Backups", "5", "itop_tui.screens.backups:BackupsScreen"),
 )
 """The panes that work; only these are shown. Adding a pane is one line here."""
+
+
+def pane_factory(pane: Pane, services: Services, clock: Clock) -> Callable[[], Screen[None]]:
+    """Builds the pane's screen over ``services``, importing its module on first use."""
+
+    def build() -> Screen[None]:
+        return pane.screen_class()(services, clock)
+
+    return build
 
 INVENTORY_MODE = "inventory"
 
@@ -72,6 +90,8 @@ class ItopApp(App[None]):
 
     CSS_PATH = "app.tcss"
     TITLE = "itop"
+    # Seconds between scheduled-backup passes; None: the runner's SCHEDULER_INTERVAL.
+    BACKUP_SCHEDULER_INTERVAL: ClassVar[float | None] = None
     COMMANDS = App.COMMANDS | {HostCommands}
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("q", "quit", "Quit"),
@@ -92,10 +112,13 @@ class ItopApp(App[None]):
         # Animations cost bytes on every frame; over a slow SSH link that is lag.
         self.animation_level = "none"
         self._identity = f"{services.actor} ({services.role}) · {services.settings.config_label}"
+        self.active_changes: list[str] = []
+        """Changes whose window is open now, as ``CHG-7 active, 20m left`` (production banners
+        name them)."""
         """The header's subtitle before any note of an active change."""
         self.sub_title = self._identity
         for pane in PANES:
-            self.add_mode(pane.mode, partial(pane.screen, services, self.clock))
+            self.add_mode(pane.mode, pane_factory(pane, services, self.clock))
         self._pending_keys: deque[events.Key] = deque()
         self._key_in_flight = 0
         """Serial number of the key being handled, 0 when none is."""
@@ -129,11 +152,11 @@ class ItopApp(App[None]):
             gate = ChangeGate(self.services)
             now = gate.clock()
             notes = [
-                f" · {change.ref} active, {left_text(left)}"
+                f"{change.ref} active, {left_text(left)}"
                 for change in gate.active()
                 if (left := time_left(change, now)) is not None
             ]
-            self.call_from_thread(setattr, self, "sub_title", self._identity + "".join(notes))
+            self.call_from_thread(self._note_active_changes, notes)
 
         def refresh_active_changes() -> None:
             self.run_worker(note_active_changes, thread=True, exclusive=True,
@@ -142,6 +165,22 @@ class ItopApp(App[None]):
 
         refresh_active_changes()
         self.set_interval(30, refresh_active_changes)
+        # Due backup jobs run while the console is open, whichever pane is
+        # shown; started after the first paint, which it would only delay.
+        self.call_after_refresh(self._start_backup_scheduler)
+
+    def _start_backup_scheduler(self) -> None:
+        from itop_tui.screens.scheduled_backups import ScheduledBackups
+
+        interval = self.BACKUP_SCHEDULER_INTERVAL
+        if interval is None:
+            ScheduledBackups(self, self.services).start()
+        else:
+            ScheduledBackups(self, self.services, interval=interval).start()
+
+    def _note_active_changes(self, notes: list[str]) -> None:
+        self.active_changes = notes
+        self.sub_title = self._identity + "".join(f" · {note}" for note in notes)
 
     async def on_unmount(self) -> None:
         """Close pooled SSH connections while their event loop still runs."""
@@ -234,6 +273,8 @@ class ItopApp(App[None]):
 
     def action_help(self) -> None:
         """Show the bindings of the current screen and the app."""
+        from itop_tui.screens.help import HelpScreen, collect_help
+
         if isinstance(self.screen, HelpScreen):
             self.screen.dismiss(None)
             return
@@ -247,6 +288,8 @@ class ItopApp(App[None]):
 
     def jump_to_host(self, name: str) -> None:
         """Open the Inventory pane with the cursor on host ``name``."""
+        from itop_tui.screens.inventory import InventoryScreen
+
         self.switch_mode(INVENTORY_MODE)
         screen = self.screen
         if isinstance(screen, InventoryScreen):

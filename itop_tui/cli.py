@@ -36,8 +36,6 @@ from itop_tui.domain.selectors import SelectorError, select_hosts
 from itop_tui.domain.timespec import TimeSpecError, parse_since
 from itop_tui.services.audit import AuditError, AuditEvent
 from itop_tui.services.context import ReadOnlyError, Services
-from itop_tui.services.exporters import ExportError
-from itop_tui.services.importers import InventoryFileError
 from itop_tui.services.store import StoreError
 from itop_tui.services.transport import HostKeyChanged, HostKeyUnknown, TransportError
 from itop_tui.settings import ConfigError, Settings, find_config_path, load_settings
@@ -338,8 +336,7 @@ def _main(argv: Sequence[str]) -> int:
     handler: Callable[[argparse.Namespace], int] = getattr(args, "handler", cmd_tui)
     try:
         return handler(args)
-    except (ConfigError, StoreError, InventoryFileError, SelectorError, TimeSpecError,
-            ExportError, UsageError) as exc:
+    except (ConfigError, StoreError, SelectorError, TimeSpecError, UsageError) as exc:
         err(str(exc))
         return EXIT_USAGE
     except ValidationError as exc:
@@ -355,10 +352,22 @@ def _main(argv: Sequence[str]) -> int:
         err(f"{where}{exc.strerror or exc}")
         return EXIT_FAILED
     except Exception as exc:  # noqa: BLE001 - the promise is: never a traceback
+        if isinstance(exc, _file_errors()):
+            err(str(exc))
+            return EXIT_USAGE
         if os.environ.get("ITOP_DEBUG"):
             traceback.print_exc()
         err(f"internal error: {type(exc).__name__}: {exc} (set ITOP_DEBUG=1 for details)")
         return EXIT_FAILED
+
+
+def _file_errors() -> tuple[type[Exception], ...]:
+    """Errors in files to import or export: usage errors, imported only when
+    one is raised (the terminal UI starts without the importers and exporters)."""
+    from itop_tui.services.exporters import ExportError
+    from itop_tui.services.importers import InventoryFileError
+
+    return (ExportError, InventoryFileError)
 
 
 def err(message: str, *, prefix: bool = True) -> None:

@@ -566,7 +566,8 @@ class HostDrilldown(ReportsWorkerErrors, Screen[None]):
         host = self.host
         transport = None if host.is_local else self.services.transports.for_host(host)
         try:
-            result = await top_processes(host, transport)
+            audit = None if self.services.read_only else self.services.audit
+            result = await top_processes(host, transport, audit=audit)
         except BaseException:
             self.post_message(self.ProcessesLoaded(TopProcesses(host.name, error="not fetched")))
             raise

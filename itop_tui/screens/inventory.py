@@ -9,10 +9,11 @@ in a worker that ends by posting a message.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from textual import on, work
 from textual.app import ComposeResult
@@ -26,19 +27,21 @@ from textual.worker import Worker, WorkerState
 
 from itop_tui.domain.models import Host, Inventory
 from itop_tui.domain.selectors import SelectorError, host_text, select_hosts
-from itop_tui.ops.discovery import DiscoveryResult, FactDiscovery
-from itop_tui.screens.confirm import ChoiceDialog
-from itop_tui.screens.host_form import HostForm
-from itop_tui.screens.import_dialog import ImportDialog, ImportOutcome
-from itop_tui.screens.run_dialog import RunDialog, RunOutcome
-from itop_tui.screens.trust_dialog import TrustDialog
 from itop_tui.screens.worker_errors import ReportsWorkerErrors
 from itop_tui.services.context import Services
-from itop_tui.services.transport import HostKeyUnknown
 from itop_tui.widgets.filter_input import FilterInput
 from itop_tui.widgets.group_tree import GroupTree, TreeEntry, build_tree_entries
 from itop_tui.widgets.host_detail import HostDetail
 from itop_tui.widgets.host_table import COLUMNS, Clock, HostRow, HostTable, host_row
+from itop_tui.widgets.production_banner import ProductionBanner
+
+if TYPE_CHECKING:
+    # Dialogs and operations are imported when first used: the pane is the
+    # first thing itop shows, and every import before it delays that.
+    from itop_tui.ops.discovery import DiscoveryResult
+    from itop_tui.screens.import_dialog import ImportOutcome
+    from itop_tui.screens.run_dialog import RunOutcome
+    from itop_tui.services.transport import HostKeyUnknown
 
 Targets = Callable[[list[Host]], None]
 
@@ -59,13 +62,20 @@ class FilterResult:
     mode: str
 
 
-def match_filter(inventory: Inventory, haystacks: dict[str, str], text: str) -> FilterResult:
+def match_filter(
+    inventory: Inventory,
+    haystacks: dict[str, str],
+    text: str,
+    candidates: Iterable[str] | None = None,
+) -> FilterResult:
     """Apply the filter box's ``text`` to ``inventory``.
 
     As ``filter_hosts`` in the selectors module: a selector that picks hosts
     is used as a selector; anything else (a plain word that names no group
     or host, text that does not parse) matches hosts whose text contains
-    every word. ``haystacks`` holds that text per host, computed once per load.
+    every word. ``haystacks`` holds that text per host (lower case), computed
+    once per load; ``candidates``, when given, are the only hosts the text
+    can match (the result of a shorter text it extends).
     """
     text = text.strip()
     if not text:
@@ -77,8 +87,47 @@ def match_filter(inventory: Inventory, haystacks: dict[str, str], text: str) -> 
     if selected:
         return FilterResult([h.name for h in selected], "selector")
     words = text.lower().split()
-    names = [n for n, hay in haystacks.items() if all(w in hay for w in words)]
+    pool = haystacks.keys() if candidates is None else candidates
+    names = [n for n in pool if all(w in haystacks[n] for w in words)]
     return FilterResult(names, "text")
+
+
+class HostFilter:
+    """:func:`match_filter` over one inventory snapshot, remembering recent texts.
+
+    Typing narrows: when the new text extends one whose free-text result is
+    known, only that result's hosts are searched (10,000, then 1,000, then
+    100). Erasing goes back to texts already seen, which are not computed
+    again.
+    """
+
+    MEMORY = 64
+    """Texts remembered (the longest queries are typed and erased one key at a time)."""
+
+    def __init__(self, inventory: Inventory, haystacks: dict[str, str]) -> None:
+        """Filter ``inventory``; ``haystacks`` is its lower-case search text per host."""
+        self.inventory = inventory
+        self.haystacks = haystacks
+        self._results: OrderedDict[str, FilterResult] = OrderedDict()
+
+    def match(self, text: str) -> FilterResult:
+        """What ``text`` picks, as :func:`match_filter` would."""
+        key = text.strip()
+        known = self._results.get(key)
+        if known is not None:
+            self._results.move_to_end(key)
+            return known
+        narrower = [
+            (len(shorter), result)
+            for shorter, result in self._results.items()
+            if result.mode == "text" and key.lower().startswith(shorter.lower())
+        ]
+        candidates = max(narrower, key=lambda pair: pair[0])[1].names if narrower else None
+        result = match_filter(self.inventory, self.haystacks, key, candidates)
+        self._results[key] = result
+        if len(self._results) > self.MEMORY:
+            self._results.popitem(last=False)
+        return result
 
 
 class InventoryScreen(ReportsWorkerErrors, Screen[None]):
@@ -150,6 +199,7 @@ class InventoryScreen(ReportsWorkerErrors, Screen[None]):
         self.clock: Clock = clock or (lambda: datetime.now(UTC))
         self.inventory: Inventory | None = None
         self.haystacks: dict[str, str] = {}
+        self.host_filter: HostFilter | None = None
         self.tree_selector = "all"
         self.tree_label = "All hosts"
         self.tree_names: set[str] | None = None
@@ -159,6 +209,7 @@ class InventoryScreen(ReportsWorkerErrors, Screen[None]):
         self._discovered = 0
         self._detail_timer: Timer | None = None
         self._detail_host: Host | None = None
+        self._status_text = ""
 
     # -- layout -----------------------------------------------------------
 
@@ -169,6 +220,7 @@ class InventoryScreen(ReportsWorkerErrors, Screen[None]):
             yield GroupTree(id="group-tree")
             with Vertical(id="inventory-main"):
                 yield FilterInput(id="filter")
+                yield ProductionBanner(id="production-banner")
                 yield HostTable(id="hosts", clock=self.clock)
                 yield Static("Loading the inventory…", id="inventory-status", markup=False)
                 yield HostDetail(id="host-detail")
@@ -203,6 +255,7 @@ class InventoryScreen(ReportsWorkerErrors, Screen[None]):
         """Show the snapshot: rows, tree, then the current filters on top."""
         self.inventory = message.inventory
         self.haystacks = message.haystacks
+        self.host_filter = HostFilter(message.inventory, message.haystacks)
         self.query_one(GroupTree).show_entries(message.tree)
         if self.tree_selector != "all":
             self._select_tree(self.tree_selector, self.tree_label)
@@ -232,20 +285,20 @@ class InventoryScreen(ReportsWorkerErrors, Screen[None]):
             self.tree_names = self.inventory.group_members(selector)
 
     def _refilter(self) -> None:
-        inventory = self.inventory
-        if inventory is None:
+        host_filter = self.host_filter
+        if host_filter is None:
             return
-        text = self.query_one(FilterInput).value
-        self.filter_result = match_filter(inventory, self.haystacks, text)
+        self.filter_result = host_filter.match(self.query_one(FilterInput).value)
         names = self.filter_result.names
         if self.tree_names is not None:
             names = [n for n in names if n in self.tree_names]
         self.table.show(names)
+        # The filter's text is on the status line even when the rows stay the same.
+        self._view_changed()
 
     @on(Input.Changed, "#filter")
     def _filter_changed(self) -> None:
         self._refilter()
-
 
     @on(GroupTree.SelectorChosen)
     def _tree_chosen(self, message: GroupTree.SelectorChosen) -> None:
@@ -280,9 +333,15 @@ class InventoryScreen(ReportsWorkerErrors, Screen[None]):
     @on(HostTable.CursorMoved)
     def _cursor_moved(self, message: HostTable.CursorMoved) -> None:
         self._detail_host = message.host
+        self._show_production()
         if self._detail_timer is not None:
             self._detail_timer.stop()
-        self._detail_timer = self.set_timer(DETAIL_DELAY, self._show_detail)
+            self._detail_timer = None
+        if message.follows_view:
+            # A filter moved the cursor: one frame shows the rows and their detail.
+            self._show_detail()
+        else:
+            self._detail_timer = self.set_timer(DETAIL_DELAY, self._show_detail)
 
     def _show_detail(self) -> None:
         self._detail_timer = None
@@ -292,10 +351,21 @@ class InventoryScreen(ReportsWorkerErrors, Screen[None]):
     def _host_chosen(self) -> None:
         self.query_one(HostDetail).focus()
 
+    def _show_production(self) -> None:
+        """The banner follows the hosts an action would target: marked ones, else the cursor's."""
+        table = self.table
+        targets: list[Host | None] = [*table.marked_hosts()] or [table.cursor_host]
+        active = getattr(self.app, "active_changes", [])
+        self.query_one(ProductionBanner).show_for(targets, active)
+
     @on(HostTable.ViewChanged)
     def _view_changed(self) -> None:
-        # One fixed-height line: no layout pass, so only this line is repainted.
-        self.query_one("#inventory-status", Static).update(self.status_text(), layout=False)
+        self._show_production()
+        text = self.status_text()
+        if text != self._status_text:
+            self._status_text = text
+            # One fixed-height line: no layout pass, so only this line is repainted.
+            self.query_one("#inventory-status", Static).update(text, layout=False)
 
     def status_text(self) -> str:
         """``12 of 340 hosts · group web · selector web:&prod · 2 marked · sort name ▲``."""
@@ -359,6 +429,8 @@ class InventoryScreen(ReportsWorkerErrors, Screen[None]):
             elif choice == "shown":
                 then(shown)
 
+        from itop_tui.screens.confirm import ChoiceDialog
+
         self.app.push_screen(
             ChoiceDialog(
                 f"{verb.capitalize()} which hosts? (space marks hosts)",
@@ -385,6 +457,8 @@ class InventoryScreen(ReportsWorkerErrors, Screen[None]):
 
     @work(exclusive=True, exit_on_error=False, group="operation", description="Discover facts")
     async def _discover(self, hosts: list[Host]) -> None:
+        from itop_tui.ops.discovery import FactDiscovery
+
         discovery = FactDiscovery(self.services)
 
         def finished(result: DiscoveryResult) -> None:
@@ -438,9 +512,8 @@ class InventoryScreen(ReportsWorkerErrors, Screen[None]):
         if event.worker is self.operation:
             self._hide_operation()
         elif event.worker.group == "load" and self.inventory is None:
-            self.query_one("#inventory-status", Static).update(
-                "Could not load the inventory (see the notice). F5 tries again.", layout=False
-            )
+            self._status_text = "Could not load the inventory (see the notice). F5 tries again."
+            self.query_one("#inventory-status", Static).update(self._status_text, layout=False)
 
     def _show_operation(self, label: str, total: int) -> None:
         self.query_one("#operation-label", Label).update(label)
@@ -477,12 +550,16 @@ class InventoryScreen(ReportsWorkerErrors, Screen[None]):
                 self.action_reload()  # last_seen changed
             self._view_changed()
 
+        from itop_tui.screens.run_dialog import RunDialog
+
         self.app.push_screen(RunDialog(self.services, hosts), closed)
 
     def action_add_host(self) -> None:
         """Add a host with a form."""
         if self._blocked("adding hosts"):
             return
+        from itop_tui.screens.host_form import HostForm
+
         self.app.push_screen(HostForm(self.services), self._host_saved)
 
     def action_edit_host(self) -> None:
@@ -493,6 +570,8 @@ class InventoryScreen(ReportsWorkerErrors, Screen[None]):
         if host is None:
             self.app.notify("No host to edit.", severity="warning", markup=False)
             return
+        from itop_tui.screens.host_form import HostForm
+
         self.app.push_screen(HostForm(self.services, host), self._host_saved)
 
     def _host_saved(self, host: Host | None) -> None:
@@ -508,6 +587,8 @@ class InventoryScreen(ReportsWorkerErrors, Screen[None]):
         def closed(outcome: ImportOutcome | None) -> None:
             if outcome is not None:
                 self.action_reload()
+
+        from itop_tui.screens.import_dialog import ImportDialog
 
         self.app.push_screen(ImportDialog(self.services), closed)
 
@@ -529,5 +610,7 @@ class InventoryScreen(ReportsWorkerErrors, Screen[None]):
             self._view_changed()
             if self.pending_keys:
                 self.action_trust_keys()
+
+        from itop_tui.screens.trust_dialog import TrustDialog
 
         self.app.push_screen(TrustDialog(self.services, name, unknown), answered)

@@ -75,6 +75,7 @@ from itop_tui.widgets.fleet_table import (
     trend_values,
 )
 from itop_tui.widgets.host_table import Clock
+from itop_tui.widgets.production_banner import ProductionBanner
 
 log = logging.getLogger(__name__)
 
@@ -316,6 +317,7 @@ class PerformanceScreen(ReportsWorkerErrors, Screen[None]):
         """Filter, fleet table, status line, then the problems panel."""
         yield Header(icon="≡")
         yield FilterInput(id="perf-filter")
+        yield ProductionBanner(id="perf-production-banner")
         yield FleetTable(id="fleet")
         yield Static("Loading the inventory…", id="perf-status", markup=False)
         yield Static("Open problems", id="problems-title", markup=False)
@@ -589,6 +591,12 @@ class PerformanceScreen(ReportsWorkerErrors, Screen[None]):
     @on(CellTable.ViewChanged, "#fleet")
     def _view_changed(self) -> None:
         self._show_status()
+
+    @on(CellTable.CursorMoved, "#fleet")
+    def _cursor_moved(self, message: CellTable.CursorMoved) -> None:
+        host = self.hosts.get(message.key) if message.key is not None else None
+        active = getattr(self.app, "active_changes", [])
+        self.query_one(ProductionBanner).show_for([host], active)
 
     def status_text(self) -> str:
         """``50 hosts: 45 up, 5 unreachable · interval 2s · window 1m · sort ...``."""

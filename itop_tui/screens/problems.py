@@ -25,7 +25,7 @@ from itop_tui.domain.output import strip_control
 from itop_tui.domain.thresholds import SEVERITY_RANK, OpenProblem
 from itop_tui.screens.worker_errors import ReportsWorkerErrors
 from itop_tui.services.problem_repo import NOTE_LIMIT, Problem, iso_time
-from itop_tui.widgets.fleet_table import Cell, CellTable, SortKey, TableColumn
+from itop_tui.widgets.cell_table import Cell, CellTable, SortKey, TableColumn
 from itop_tui.widgets.host_table import natural_key, relative_time
 
 METRIC_LABELS: dict[str, str] = {

@@ -21,6 +21,7 @@ interval).
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 from weakref import WeakKeyDictionary
 
 from textual.app import App
@@ -33,12 +34,12 @@ from itop_tui.services.context import Services
 
 WORKER_GROUP = "backup-scheduler"
 
-_passes: WeakKeyDictionary[App[object], Signal[SchedulerPass]] = WeakKeyDictionary()
-_progress: WeakKeyDictionary[App[object], Signal[Progress]] = WeakKeyDictionary()
-_running: WeakKeyDictionary[App[object], ScheduledBackups] = WeakKeyDictionary()
+_passes: WeakKeyDictionary[App[Any], Signal[SchedulerPass]] = WeakKeyDictionary()
+_progress: WeakKeyDictionary[App[Any], Signal[Progress]] = WeakKeyDictionary()
+_running: WeakKeyDictionary[App[Any], ScheduledBackups] = WeakKeyDictionary()
 
 
-def scheduler_passes(app: App[object]) -> Signal[SchedulerPass]:
+def scheduler_passes(app: App[Any]) -> Signal[SchedulerPass]:
     """The signal published after every scheduler pass of ``app``."""
     signal = _passes.get(app)
     if signal is None:
@@ -46,7 +47,7 @@ def scheduler_passes(app: App[object]) -> Signal[SchedulerPass]:
     return signal
 
 
-def scheduler_progress(app: App[object]) -> Signal[Progress]:
+def scheduler_progress(app: App[Any]) -> Signal[Progress]:
     """The signal published as scheduled runs of ``app`` make progress."""
     signal = _progress.get(app)
     if signal is None:
@@ -65,7 +66,7 @@ class ScheduledBackups:
 
     def __init__(
         self,
-        app: App[object],
+        app: App[Any],
         services: Services,
         *,
         interval: float = SCHEDULER_INTERVAL,
@@ -80,7 +81,7 @@ class ScheduledBackups:
         self._timer: Timer | None = None
 
     @classmethod
-    def of(cls, app: App[object]) -> ScheduledBackups | None:
+    def of(cls, app: App[Any]) -> ScheduledBackups | None:
         """The scheduler running for ``app``, if any."""
         return _running.get(app)
 

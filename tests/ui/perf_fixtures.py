@@ -365,9 +365,21 @@ async def open_performance(pilot: Pilot[Any], box: SourceBox) -> PerformanceScre
 async def feed_and_wait(
     pilot: Pilot[Any], source: ScriptedSource, updates: Iterable[MonitorUpdate]
 ) -> None:
-    """Feed updates, then wait for a repaint period and the screen's messages."""
+    """Feed updates, then wait until the pane shows the last sample and state of each host."""
+    updates = list(updates)
     source.feed_all(updates)
-    await pilot.pause(0.7)
+    screen = performance_screen(pilot)
+    samples = {u.host: u.sample for u in updates if isinstance(u, SampleUpdate)}
+    states = {u.host: u.status for u in updates if isinstance(u, StateUpdate)}
+
+    def applied() -> bool:
+        shown_samples = screen._samples
+        shown_states = screen._statuses
+        return all(shown_samples.get(h) is s for h, s in samples.items()) and all(
+            shown_states.get(h) is s for h, s in states.items()
+        )
+
+    await wait_until(pilot, applied, what="the pane to apply the updates")
     await pilot.pause()
 
 

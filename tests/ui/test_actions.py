@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from perf_fixtures import wait_until
 from rich.text import Text
 from textual.widgets import DataTable, Static
 from ui_fixtures import fixed_clock, fleet, fleet_groups, open_services, render_text, settle
@@ -82,8 +83,7 @@ async def test_run_dialog_validates_and_cancels(tmp_path: Path) -> None:
         await pilot.press("enter")  # no command yet
         assert "command:" in str(dialog.query_one("#run-error", Static).content)
         await pilot.press(*"sleep 30", "enter")
-        await pilot.pause(0.3)
-        assert dialog.running
+        await wait_until(pilot, lambda: dialog.running, what="the run to start")
         await pilot.press("ctrl+c")  # cancels the run (as Escape does), does not close
         await settle(pilot)
         assert not dialog.running

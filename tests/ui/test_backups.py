@@ -154,15 +154,10 @@ SHORT_INTERVAL = 0.2
 
 
 class ScheduledApp(ItopApp):
-    """The app with its backup scheduler on a short interval (as app.py starts it, faster).
-
-    Textual calls ``on_mount`` of every class in the MRO: ItopApp's runs too.
-    """
+    """The app with its backup scheduler on a short interval (started as app.py does)."""
 
     CSS_PATH = str(Path(app_module.__file__ or "").with_name("app.tcss"))
-
-    def on_mount(self) -> None:
-        ScheduledBackups(self, self.services, interval=SHORT_INTERVAL).start()
+    BACKUP_SCHEDULER_INTERVAL = SHORT_INTERVAL
 
 
 def add_due_job(services: Services, source: Path, dest: Path) -> None:

@@ -2,20 +2,21 @@
 
 from __future__ import annotations
 
-from textual.widgets import Static
+from perf_fixtures import wait_until
+from textual.widgets import OptionList, Static
 from ui_fixtures import fixed_clock, render_text, settle
 
 from itop_tui.app import ItopApp
 from itop_tui.screens.help import HelpScreen
-from itop_tui.screens.inventory import DETAIL_DELAY, InventoryScreen
+from itop_tui.screens.inventory import InventoryScreen
 from itop_tui.services.context import Services
 from itop_tui.widgets.filter_input import FilterInput
 from itop_tui.widgets.group_tree import GroupTree
 from itop_tui.widgets.host_detail import HostDetail
 from itop_tui.widgets.host_table import HostTable
+from itop_tui.widgets.production_banner import ProductionBanner
 
 SIZE = (160, 48)
-DETAIL_WAIT = DETAIL_DELAY + 0.2
 
 
 def table_of(app: ItopApp) -> HostTable:
@@ -114,12 +115,10 @@ async def test_detail_panel_shows_cursor_host(fleet_services: Services) -> None:
     app = ItopApp(fleet_services, clock=fixed_clock)
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot)
-        await pilot.pause(DETAIL_WAIT)
         detail = app.screen.query_one(HostDetail)
-        assert detail.host is not None and detail.host.name == "cache01"
+        await wait_until(pilot, lambda: detail.host is not None and detail.host.name == "cache01")
         await pilot.press("down", "down", "up")  # db01; the panel follows once the cursor rests
-        await pilot.pause(DETAIL_WAIT)
-        assert detail.host is not None and detail.host.name == "db01"
+        await wait_until(pilot, lambda: detail.host is not None and detail.host.name == "db01")
         body = detail.query_one("#host-detail-body", Static)
         text = render_text(body.content)  # type: ignore[arg-type]
         for expected in ("db01", "127.0.2.1", "2222", "postgres", "Rocky Linux", "64.0GiB",
@@ -175,12 +174,15 @@ async def test_command_palette_jumps_to_host(fleet_services: Services) -> None:
         await pilot.press("ctrl+p")
         await pilot.pause()
         await pilot.press(*"127.0.2.3")
-        await pilot.pause(0.5)
+        palette = app.screen
+        await wait_until(pilot, lambda: palette.query_one(OptionList).option_count > 0,
+                         what="the palette's hits")
         await pilot.press("enter")
-        await pilot.pause()
-        await pilot.pause()
+        await wait_until(pilot, lambda: isinstance(app.screen, InventoryScreen))
         table = table_of(app)
-        assert table.cursor_host is not None and table.cursor_host.name == "db03"
+        await wait_until(
+            pilot, lambda: table.cursor_host is not None and table.cursor_host.name == "db03"
+        )
         assert app.screen.query_one(FilterInput).value == ""
 
 
@@ -206,3 +208,27 @@ async def test_help_lists_bindings_of_screen_and_app(fleet_services: Services) -
         assert isinstance(app.screen, HelpScreen)
         await pilot.press("f1")
         assert isinstance(app.screen, InventoryScreen)
+
+
+async def test_production_banner_follows_cursor_and_marks(fleet_services: Services) -> None:
+    app = ItopApp(fleet_services, clock=fixed_clock)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        banner = app.screen.query_one(ProductionBanner)
+        table = table_of(app)
+        assert table.cursor_host is not None and table.cursor_host.status == "staging"
+        assert not banner.display and banner.text == ""
+        await pilot.press("down")  # db01, production
+        await wait_until(pilot, lambda: banner.display, what="the banner")
+        assert banner.text.startswith("PRODUCTION (db01): mutating actions need an approved change")
+        assert "no change window open now" in banner.text
+        await pilot.press("up")  # cache01 again
+        await wait_until(pilot, lambda: not banner.display, what="the banner to hide")
+        assert banner.text == ""
+        # Marked hosts are what an action targets: the banner follows them.
+        await pilot.press("down", "space", "space")  # marks db01 and db02; cursor on db03
+        await pilot.press("G")  # web06, staging
+        await wait_until(pilot, lambda: "2 hosts" in banner.text, what="marked production")
+        assert banner.display
+        await pilot.press("u")  # unmark: the cursor host (staging) decides again
+        await wait_until(pilot, lambda: not banner.display, what="the banner to hide")

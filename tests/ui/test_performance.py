@@ -54,6 +54,7 @@ from itop_tui.services.problem_repo import ProblemRepository
 from itop_tui.settings import MetricsSettings, Settings
 from itop_tui.widgets.fleet_table import FleetTable, HostProblems, fleet_row
 from itop_tui.widgets.metric_graph import MetricGraph, bucket_values
+from itop_tui.widgets.production_banner import ProductionBanner
 
 SIZE = (160, 48)
 HERE = Path(__file__).parent
@@ -538,3 +539,26 @@ def test_fleet_row_levels_follow_the_thresholds() -> None:
                      HostProblems(), thresholds)
     assert [r.cells[3].style for r in (ok, warn, crit, down)] == ["", "warning", "critical", "muted"]
     assert down.cells[-1].text == "timed out"
+
+
+async def test_production_banner_follows_the_fleet_cursor(fleet_services: Services) -> None:
+    app, box = make(fleet_services)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        screen = await open_performance(pilot, box)
+        await feed_and_wait(pilot, box["source"], [*fleet_history(), *fleet_states()])
+        banner = screen.query_one(ProductionBanner)
+        table = screen.table
+        assert table.move_to("web05")  # staging
+        await wait_until(pilot, lambda: not banner.display, what="no banner on staging")
+        assert table.move_to("web01")  # production
+        await wait_until(pilot, lambda: banner.display, what="the banner on production")
+        assert banner.text.startswith("PRODUCTION (web01): mutating actions need an approved change")
+        # The app's note of open change windows is named on the banner.
+        app.active_changes.append("CHG-7 active, 20m left")
+        assert table.move_to("web02")  # production too
+        await wait_until(pilot, lambda: "(web02)" in banner.text, what="the banner on web02")
+        assert banner.text.endswith(" · CHG-7 active, 20m left")
+        table.move_to("web06")
+        await wait_until(pilot, lambda: not banner.display, what="the banner to hide")
+        assert banner.text == ""
