@@ -126,6 +126,14 @@ def print_json(figures: dict[str, object]) -> None:
 
 async def run_itop(args: argparse.Namespace) -> dict[str, object]:
     """Measure FleetMonitor over the fleet in ``args.config``/``args.data_dir``."""
+    # itop imports asyncssh and its SSH modules on the first connection;
+    # import them before the baseline, as the bare worker does, so that
+    # the growth per host counts per-host memory only.
+    import asyncssh  # noqa: F401
+
+    import itop_tui.services.pooled_client  # noqa: F401
+    import itop_tui.services.ssh_client_config  # noqa: F401
+    import itop_tui.services.ssh_transport  # noqa: F401
     from itop_tui.domain.metrics import METRIC_NAMES
     from itop_tui.ops.fleet_monitor import FleetMonitor, MonitorConfig, SampleUpdate
     from itop_tui.services.context import Services

@@ -1,9 +1,17 @@
 """Recent metric history per host, and per-minute rollups.
 
-History is kept in fixed-size ring buffers: one ``array('f')`` per metric
-and one ``array('I')`` of times, preallocated, so a host with an hour of
-history at 1 s costs 3600 x 4 bytes per metric plus the times, and appending
-never allocates. Missing values are stored as NaN and come back as ``None``.
+History is kept in fixed-size ring buffers, preallocated, so appending
+never allocates: one ``array('f')`` per metric and one ``array('I')`` of
+times. Missing values are stored as NaN and come back as ``None``.
+
+An hour at 1 s would take 3,600 slots x 10 arrays x 4 bytes (141 KiB) per
+host. :meth:`HostHistory.for_duration` keeps the newest 16 minutes (the
+drill-down's 15-minute window and a bucket more) at full resolution and
+folds older entries into 5-second buckets holding, per metric, the maximum,
+the mean and how many values they summarize: about 85 KiB for the hour.
+A bucket is read back as that many entries whose maximum and mean are the
+bucket's, so graphs (maximum per column) and window averages over the hour
+stay as they were; only the instants within a 5 s bucket are approximated.
 """
 
 from __future__ import annotations
@@ -11,7 +19,7 @@ from __future__ import annotations
 import math
 import sys
 from array import array
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import NamedTuple
 
 from itop_tui.domain.metrics import METRIC_NAMES, Sample
@@ -19,8 +27,7 @@ from itop_tui.domain.rollup import MINUTE, Rollup
 
 # What the sparklines and drill-down graphs show. load5/load15 are smoothed
 # load1 and their current values are in the latest sample; procs and
-# derived metrics are in the rollups only. Nine float32 series plus times
-# keep an hour at 1 s at about 141 KiB.
+# derived metrics are in the rollups only.
 HISTORY_METRICS = (
     "cpu_percent",
     "mem_percent",
@@ -34,10 +41,16 @@ HISTORY_METRICS = (
 )
 ROLLUP_METRICS = METRIC_NAMES
 
+# Full resolution for the newest FULL_RESOLUTION_SECONDS; older entries in
+# buckets of BUCKET_SECONDS, when that saves at least half of their slots.
+FULL_RESOLUTION_SECONDS = 960.0
+BUCKET_SECONDS = 5.0
+
 # Times are stored as centiseconds after a base time in unsigned 32-bit
 # slots; past 2**31 the base moves forward (an hour of history always fits).
 _TICKS_PER_SECOND = 100
 _REBASE_AFTER = 2**31
+_MAX_COUNT = 2**16 - 1
 
 
 class Series(NamedTuple):
@@ -47,20 +60,144 @@ class Series(NamedTuple):
     values: list[float | None]
 
 
+class _Buckets:
+    """Ring of fixed-period buckets: per metric the maximum, mean and count of its values.
+
+    ``first``/``last`` are the ticks of the oldest and newest entry folded
+    into a bucket, ``count`` how many entries (with or without a value).
+    """
+
+    def __init__(self, slots: int, metrics: Sequence[str]) -> None:
+        self.slots = slots
+        self.first = array("I", bytes(4 * slots))
+        self.last = array("I", bytes(4 * slots))
+        self.count = array("H", bytes(2 * slots))
+        self.maximum = {name: array("f", bytes(4 * slots)) for name in metrics}
+        self.mean = {name: array("f", bytes(4 * slots)) for name in metrics}
+        self.valid = {name: array("H", bytes(2 * slots)) for name in metrics}
+        self.next = 0
+        self.used = 0
+        self.entries = 0  # entries summarized by the buckets held
+        self.newest_bucket: int | None = None  # bucket number of the newest slot
+
+    def arrays(self) -> Iterator[array[int] | array[float]]:
+        yield self.first
+        yield self.last
+        yield self.count
+        for name in self.maximum:
+            yield self.maximum[name]
+            yield self.mean[name]
+            yield self.valid[name]
+
+    def slot(self, age_index: int) -> int:
+        """Slot of the ``age_index``-th bucket held, 0 being the oldest."""
+        return (self.next - self.used + age_index) % self.slots
+
+    def clear(self) -> None:
+        self.next = self.used = self.entries = 0
+        self.newest_bucket = None
+
+    def fold(
+        self, ticks: int, bucket: int, series: Mapping[str, array[float]], index: int
+    ) -> None:
+        """Add the entry at ``index`` of ``series``, at ``ticks``, in bucket number ``bucket``."""
+        newest = (self.next - 1) % self.slots
+        if self.used and bucket == self.newest_bucket and self.count[newest] < _MAX_COUNT:
+            slot = newest
+        else:
+            slot = self.next
+            if self.used == self.slots:
+                self.entries -= self.count[slot]
+            else:
+                self.used += 1
+            self.next = (slot + 1) % self.slots
+            self.first[slot] = ticks
+            self.newest_bucket = bucket
+            self.count[slot] = 0
+            for name in self.maximum:
+                self.valid[name][slot] = 0
+                self.maximum[name][slot] = math.nan
+                self.mean[name][slot] = math.nan
+        self.last[slot] = ticks
+        self.count[slot] += 1
+        self.entries += 1
+        for name, values in series.items():
+            value = values[index]
+            if math.isnan(value):
+                continue
+            valid = self.valid[name][slot]
+            if valid == 0:
+                self.maximum[name][slot] = value
+                self.mean[name][slot] = value
+            else:
+                maximum = self.maximum[name]
+                if value > maximum[slot]:
+                    maximum[slot] = value
+                mean = self.mean[name]
+                mean[slot] += (value - mean[slot]) / (valid + 1)
+            self.valid[name][slot] = valid + 1
+
+    def expand(self, slot: int, metric: str) -> tuple[list[int], list[float | None]]:
+        """The entries of one bucket: evenly spread times; values keeping its max and mean.
+
+        The first valid entry is the maximum, the other valid ones share what
+        is left of the sum (never below the smallest value folded in), and
+        entries without a value come last.
+        """
+        count = self.count[slot]
+        first, last = self.first[slot], self.last[slot]
+        if count == 1:
+            times = [last]
+        else:
+            step = (last - first) / (count - 1)
+            times = [round(first + step * i) for i in range(count)]
+        valid = self.valid[metric][slot]
+        values: list[float | None] = [None] * count
+        if valid:
+            maximum = float(self.maximum[metric][slot])
+            values[0] = maximum
+            if valid > 1:
+                rest = (valid * float(self.mean[metric][slot]) - maximum) / (valid - 1)
+                for index in range(1, valid):
+                    values[index] = rest
+        return times, values
+
+
 class HostHistory:
     """Ring buffers of one host's recent metrics.
 
     Times are kept to 10 ms and never go backwards: a time earlier than the
     latest one (the client's clock was stepped back) is stored as the latest.
+    With ``full`` set (below ``capacity``), only the newest ``full`` entries
+    are kept one by one; older ones go into ``bucket_seconds`` buckets
+    (see the module notes), enough of them to hold ``capacity`` entries at
+    ``interval`` seconds apart.
     """
 
-    def __init__(self, capacity: int, metrics: Sequence[str] = HISTORY_METRICS) -> None:
+    def __init__(
+        self,
+        capacity: int,
+        metrics: Sequence[str] = HISTORY_METRICS,
+        *,
+        full: int | None = None,
+        interval: float = 1.0,
+        bucket_seconds: float = BUCKET_SECONDS,
+    ) -> None:
         if capacity < 1:
             raise ValueError(f"capacity must be >= 1, got {capacity}")
         self.capacity = capacity
         self.metrics = tuple(metrics)
-        self._times = array("I", bytes(4 * capacity))
-        self._series = {name: array("f", [math.nan]) * capacity for name in self.metrics}
+        fine = capacity if full is None else max(1, min(full, capacity))
+        self._fine = fine
+        self._times = array("I", bytes(4 * fine))
+        self._series = {name: array("f", [math.nan]) * fine for name in self.metrics}
+        self._bucket_ticks = round(bucket_seconds * _TICKS_PER_SECOND)
+        self._buckets: _Buckets | None = None
+        if fine < capacity:
+            if not interval > 0 or self._bucket_ticks < 1:
+                raise ValueError("interval and bucket_seconds must be positive")
+            slots = math.ceil((capacity - fine) * interval / bucket_seconds) + 1
+            self._buckets = _Buckets(slots, self.metrics)
         self._base: float | None = None
         self._latest_ticks = 0
         self._next = 0
@@ -73,13 +210,21 @@ class HostHistory:
         interval: float = 2.0,
         metrics: Sequence[str] = HISTORY_METRICS,
     ) -> HostHistory:
-        """A history holding ``seconds`` worth of samples taken every ``interval``."""
+        """A history holding ``seconds`` worth of samples taken every ``interval``.
+
+        Entries older than :data:`FULL_RESOLUTION_SECONDS` are kept in
+        :data:`BUCKET_SECONDS` buckets when a bucket holds at least two of them.
+        """
         if interval <= 0 or seconds <= 0:
             raise ValueError("seconds and interval must be positive")
-        return cls(max(1, math.ceil(seconds / interval)), metrics)
+        capacity = max(1, math.ceil(seconds / interval))
+        full = math.ceil(FULL_RESOLUTION_SECONDS / interval)
+        if full >= capacity or BUCKET_SECONDS / interval < 2:
+            return cls(capacity, metrics)
+        return cls(capacity, metrics, full=full, interval=interval)
 
     def __len__(self) -> int:
-        return self._count
+        return self._count + (self._buckets.entries if self._buckets else 0)
 
     @property
     def latest_time(self) -> float | None:
@@ -107,21 +252,46 @@ class HostHistory:
                 self._base = time
                 ticks = 0
         slot = self._next
+        if self._buckets is not None and self._count == self._fine:
+            self._fold(slot)
         self._times[slot] = ticks
         self._latest_ticks = ticks
         for name, series in self._series.items():
             value = values.get(name)
             series[slot] = math.nan if value is None else value
-        self._next = (slot + 1) % self.capacity
-        self._count = min(self._count + 1, self.capacity)
+        self._next = (slot + 1) % self._fine
+        self._count = min(self._count + 1, self._fine)
+
+    def _fold(self, slot: int) -> None:
+        """Move the full-resolution entry in ``slot`` (the oldest) into the buckets."""
+        buckets = self._buckets
+        assert buckets is not None and self._base is not None
+        ticks = self._times[slot]
+        buckets.fold(ticks, self._bucket_of(ticks), self._series, slot)
+
+    def _bucket_of(self, ticks: int) -> int:
+        # Buckets are aligned to the epoch, whatever the base.
+        assert self._base is not None
+        return math.floor(
+            (self._base * _TICKS_PER_SECOND + ticks) / self._bucket_ticks
+        )
 
     def _rebase(self) -> int:
         """Move the base to the oldest stored time; return the ticks removed."""
         assert self._base is not None
-        shift = self._times[self._slot(0)] if self._count else self._latest_ticks
+        buckets = self._buckets
+        if buckets is not None and buckets.used:
+            shift = buckets.first[buckets.slot(0)]
+        else:
+            shift = self._times[self._slot(0)] if self._count else self._latest_ticks
         for index in range(self._count):
             slot = self._slot(index)
             self._times[slot] -= shift
+        if buckets is not None:
+            for index in range(buckets.used):
+                slot = buckets.slot(index)
+                buckets.first[slot] -= shift
+                buckets.last[slot] -= shift
         self._base += shift / _TICKS_PER_SECOND
         self._latest_ticks -= shift
         return shift
@@ -132,10 +302,12 @@ class HostHistory:
         self._latest_ticks = 0
         self._next = 0
         self._count = 0
+        if self._buckets is not None:
+            self._buckets.clear()
 
     def _slot(self, age_index: int) -> int:
-        """Slot of the ``age_index``-th stored entry, 0 being the oldest."""
-        return (self._next - self._count + age_index) % self.capacity
+        """Slot of the ``age_index``-th full-resolution entry, 0 being the oldest."""
+        return (self._next - self._count + age_index) % self._fine
 
     def _series_for(self, metric: str) -> array[float]:
         try:
@@ -143,23 +315,37 @@ class HostHistory:
         except KeyError:
             raise KeyError(f"no history kept for metric {metric!r}") from None
 
-    def _collect(self, metric: str, first: int) -> Series:
+    def _newest_first(self, metric: str) -> Iterator[tuple[int, float | None]]:
+        """(ticks, value) of every entry, newest first."""
         series = self._series_for(metric)
-        assert self._base is not None or self._count == 0
-        base = self._base or 0.0
-        times: list[float] = []
-        values: list[float | None] = []
-        for index in range(first, self._count):
+        for index in range(self._count - 1, -1, -1):
             slot = self._slot(index)
-            times.append(base + self._times[slot] / _TICKS_PER_SECOND)
             value = series[slot]
-            values.append(None if math.isnan(value) else value)
-        return Series(times, values)
+            yield self._times[slot], None if math.isnan(value) else value
+        buckets = self._buckets
+        if buckets is None:
+            return
+        for index in range(buckets.used - 1, -1, -1):
+            times, values = buckets.expand(buckets.slot(index), metric)
+            yield from zip(reversed(times), reversed(values), strict=True)
+
+    def _as_series(self, entries: list[tuple[int, float | None]]) -> Series:
+        base = self._base or 0.0
+        entries.reverse()
+        return Series(
+            [base + ticks / _TICKS_PER_SECOND for ticks, _ in entries],
+            [value for _, value in entries],
+        )
 
     def last(self, metric: str, n: int) -> Series:
         """The newest ``n`` entries of a metric, oldest first."""
-        n = max(0, min(n, self._count))
-        return self._collect(metric, self._count - n)
+        entries: list[tuple[int, float | None]] = []
+        if n > 0:
+            for entry in self._newest_first(metric):
+                entries.append(entry)
+                if len(entries) >= n:
+                    break
+        return self._as_series(entries)
 
     def window(self, metric: str, seconds: float, now: float | None = None) -> Series:
         """Entries of a metric from the last ``seconds`` before ``now``.
@@ -172,14 +358,19 @@ class HostHistory:
         if end is None or self._base is None:
             return Series([], [])
         start_ticks = (end - seconds - self._base) * _TICKS_PER_SECOND
-        first = self._count
-        while first > 0 and self._times[self._slot(first - 1)] >= start_ticks:
-            first -= 1
-        return self._collect(metric, first)
+        entries: list[tuple[int, float | None]] = []
+        for entry in self._newest_first(metric):
+            if entry[0] < start_ticks:
+                break
+            entries.append(entry)
+        return self._as_series(entries)
 
     def nbytes(self) -> int:
         """Memory held by the buffers (the arrays' own sizes)."""
-        return sys.getsizeof(self._times) + sum(sys.getsizeof(a) for a in self._series.values())
+        arrays: list[array[int] | array[float]] = [self._times, *self._series.values()]
+        if self._buckets is not None:
+            arrays += self._buckets.arrays()
+        return sum(sys.getsizeof(a) for a in arrays)
 
 
 class FleetHistory:

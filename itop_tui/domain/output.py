@@ -18,13 +18,39 @@ _CONTROL_RE = re.compile(
 )
 
 
+# Every sequence above starts with one of these: text without any (nearly
+# all host output) is returned after one fast scan.
+_ANY_CONTROL_RE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+# The same, with no sequence running past a newline: stripping a block of
+# lines with it equals stripping each line on its own (an unterminated OSC or
+# DCS ends at the end of its line instead of eating the lines after it).
+_LINE_CONTROL_RE = re.compile(
+    r"\x1b\[[0-?]*[ -/]*[@-~]"
+    r"|\x1b\][^\x07\x1b\n]*(?:\x07|\x1b\\)?"
+    r"|\x1b[PX^_][^\x1b\n]*(?:\x1b\\)?"
+    r"|\x1b[@-Z\\-_]"
+    r"|\x1b"
+    r"|[\x00-\x08\x0b-\x1f\x7f-\x9f]"
+)
+
+
 def strip_control(text: str) -> str:
     """Remove terminal control sequences, keeping tabs and newlines.
 
     Carriage returns are dropped too, so ``\\r\\n`` becomes ``\\n`` and a
     progress line that rewrites itself cannot hide earlier text.
     """
+    if _ANY_CONTROL_RE.search(text) is None:
+        return text
     return _CONTROL_RE.sub("", text)
+
+
+def strip_control_lines(text: str) -> str:
+    """:func:`strip_control` applied to each line of ``text`` on its own, in one pass."""
+    if _ANY_CONTROL_RE.search(text) is None:
+        return text
+    return _LINE_CONTROL_RE.sub("", text)
 
 
 def decode_output(data: bytes) -> str:
@@ -67,3 +93,57 @@ class BoundedBuffer:
     def text(self) -> str:
         """The kept bytes decoded and stripped of control sequences."""
         return strip_control(decode_output(self.getvalue()))
+
+
+class LineChunker:
+    """Turns a byte stream into blocks of whole text lines, one block per chunk.
+
+    Each block is decoded as UTF-8 (an undecodable byte becomes U+FFFD) and
+    stripped of control sequences line by line (:func:`strip_control_lines`),
+    in one pass per chunk instead of one per line. The bytes after a chunk's
+    last newline wait for the next chunk. A line still unfinished after
+    ``line_limit`` bytes is cut there (delivered once its newline comes) and
+    the rest of it dropped, so a stream without newlines never grows a
+    buffer. Lines that complete within one chunk are not cut: a chunk is
+    bounded already (an SSH packet, a pipe read) and the consumer bounds
+    its lines.
+    """
+
+    def __init__(self, line_limit: int = 4096) -> None:
+        self.line_limit = max(1, line_limit)
+        self._partial = bytearray()
+        self._skipping = False
+
+    def feed(self, data: bytes) -> str:
+        """Add bytes; return the whole lines they complete (``""`` when none), newlines kept."""
+        end = data.rfind(b"\n")
+        if end < 0:
+            self._keep(data)
+            return ""
+        if self._skipping:
+            # This chunk's first newline ends the over-long line: what was
+            # kept of it is its line, the rest of it is dropped.
+            head = bytes(self._partial) + b"\n"
+            body = data[data.find(b"\n") + 1 : end + 1]
+            self._skipping = False
+        else:
+            head = bytes(self._partial)
+            body = data[: end + 1]
+        self._partial.clear()
+        self._keep(data[end + 1 :])
+        return strip_control_lines(decode_output(head + body if head else body))
+
+    def flush(self) -> str:
+        """The last unterminated line (``""`` if none), once the stream ended."""
+        text = decode_output(bytes(self._partial))
+        self._partial.clear()
+        self._skipping = False
+        return strip_control_lines(text)
+
+    def _keep(self, tail: bytes) -> None:
+        if self._skipping or not tail:
+            return
+        room = self.line_limit - len(self._partial)
+        self._partial += tail[:room]
+        if len(tail) > room:
+            self._skipping = True

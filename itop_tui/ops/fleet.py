@@ -22,6 +22,7 @@ from typing import TypeVar
 
 from itop_tui.domain.models import Host
 from itop_tui.ops.change_gate import ChangeGate, GateDecision, observe_command
+from itop_tui.services.audit import AuditEvent, AuditQueue
 from itop_tui.services.context import Services
 from itop_tui.services.store import StoreError
 from itop_tui.services.transport import (
@@ -132,6 +133,11 @@ class FleetRunner:
         ``mutating=False`` is asked of a command that is not read-only.
         Nothing runs in those cases. A host that cannot be reached gives a
         result with ``error`` set; it never stops the others.
+
+        Each host's audit event is on disk before ``on_result`` sees its
+        result; events are written in batches from a worker thread
+        (:class:`~itop_tui.services.audit.AuditQueue`), so the handshakes in
+        flight never wait for an fsync.
         """
         self.services.require_writable("run commands")
         settings = self.services.settings
@@ -146,23 +152,33 @@ class FleetRunner:
         limit = forks if forks is not None else settings.forks
         run_timeout = timeout if timeout is not None else settings.command_timeout
 
+        audit = AuditQueue(self.services.audit)
+        # Hosts whose result is queued for the audit log: if the run is
+        # cancelled while the event is being written, the result stands.
+        audited: set[str] = set()
+
         async def work(host: Host) -> RunResult:
             if on_start is not None:
                 on_start(host)
             result = await self._run_one(host, command, run_timeout)
-            self._audit(result, "ok" if result.ok else "failed")
+            committed = self._audit(audit, result, "ok" if result.ok else "failed")
+            audited.add(host.name)
+            await committed
             if on_result is not None:
                 on_result(result)
             return result
 
         def cancelled(host: Host, elapsed: float) -> None:
+            if host.name in audited:
+                return
             result = RunResult(host.name, command, None, "", "", elapsed, error=CANCELLED)
-            self._audit(result, CANCELLED)
+            self._audit(audit, result, CANCELLED)
 
         results: dict[str, RunResult] = {}
         try:
             results = await fan_out(hosts, work, limit=limit, on_cancelled=cancelled)
         finally:
+            await audit.drain()
             # Hosts that answered before a cancellation were still seen.
             self._mark_seen([r for r in results.values() if r.error is None])
         return [results[host.name] for host in hosts]
@@ -188,8 +204,10 @@ class FleetRunner:
     def _failed(host: Host, command: str, started: float, error: str) -> RunResult:
         return RunResult(host.name, command, None, "", "", time.monotonic() - started, error=error)
 
-    def _audit(self, result: RunResult, outcome: str) -> None:
-        self.services.audit.append(
+    def _audit(
+        self, audit: AuditQueue, result: RunResult, outcome: str
+    ) -> asyncio.Future[AuditEvent]:
+        return audit.add(
             "run",
             result.host,
             {

@@ -5,10 +5,13 @@ the first) and ``hash``, the sha256 of the event's canonical JSON without
 ``hash``. Editing, deleting, inserting or reordering a line breaks the chain at
 that line, which :meth:`AuditLog.verify` reports. Appending reads only the tail
 of the file, so it costs the same whatever the log's length.
+:meth:`AuditLog.append_many` records a batch with one write and one fsync
+(a fan-out's results), and can run in a worker thread.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import fcntl
 import hashlib
@@ -16,11 +19,11 @@ import json
 import math
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 GENESIS_HASH = "0" * 64
 REDACTED = "***"
@@ -76,6 +79,15 @@ class AuditEvent:
         return cls(**{name: data[name] for name in _FIELDS})
 
 
+class AuditEntry(NamedTuple):
+    """An event to record, before it gets its time, sequence number and hashes."""
+
+    action: str
+    target: str
+    detail: Any = None
+    result: str = "ok"
+
+
 @dataclass(frozen=True)
 class AuditVerification:
     """The result of checking the chain: ``broken_line`` is 1-based, None when ok."""
@@ -121,7 +133,9 @@ class AuditLog:
     ``actor`` is who runs itop (the OS login), ``origin`` where the action came
     from (``tui``, ``cli``, ``scheduler``). Appends from several processes are
     serialized by an exclusive ``flock`` on ``<path>.lock`` and each line is
-    fsynced before ``append`` returns.
+    fsynced before ``append`` (or ``append_many``) returns. Both are
+    blocking and thread-safe (the lock is taken per call on its own file
+    descriptor), so async callers may run them in a worker thread.
     """
 
     def __init__(self, path: str | os.PathLike[str], actor: str, origin: str) -> None:
@@ -134,22 +148,40 @@ class AuditLog:
         self, action: str, target: str, detail: Any = None, result: str = "ok"
     ) -> AuditEvent:
         """Record one event and return it; constant time in the log's length."""
+        return self.append_many([AuditEntry(action, target, detail, result)])[0]
+
+    def append_many(self, entries: Iterable[AuditEntry]) -> list[AuditEvent]:
+        """Record events in order, chained, with one write and one fsync; return them.
+
+        The events are on disk when this returns. The batch is written under
+        one lock, so no other process's event comes between them.
+        """
+        redacted = [(e.action, e.target, redact(e.detail), e.result) for e in entries]
+        if not redacted:
+            return []
+        bodies: list[dict[str, Any]] = []
         with self._locked(fcntl.LOCK_EX):
             last = self._last_event()
-            body: dict[str, Any] = {
-                "seq": last.seq + 1 if last else 1,
-                "at": datetime.now(UTC).isoformat(timespec="microseconds"),
-                "actor": self.actor,
-                "origin": self.origin,
-                "action": action,
-                "target": target,
-                "detail": redact(detail),
-                "result": result,
-                "prev_hash": last.hash if last else GENESIS_HASH,
-            }
-            body["hash"] = event_hash(body)
-            self._write_line(_canonical(body) + b"\n")
-        return AuditEvent.from_dict(body)
+            seq = last.seq if last else 0
+            prev_hash = last.hash if last else GENESIS_HASH
+            at = datetime.now(UTC).isoformat(timespec="microseconds")
+            for action, target, detail, result in redacted:
+                seq += 1
+                body: dict[str, Any] = {
+                    "seq": seq,
+                    "at": at,
+                    "actor": self.actor,
+                    "origin": self.origin,
+                    "action": action,
+                    "target": target,
+                    "detail": detail,
+                    "result": result,
+                    "prev_hash": prev_hash,
+                }
+                body["hash"] = prev_hash = event_hash(body)
+                bodies.append(body)
+            self._write(b"".join(_canonical(body) + b"\n" for body in bodies))
+        return [AuditEvent.from_dict(body) for body in bodies]
 
     def events(self, since: datetime | None = None) -> Iterator[AuditEvent]:
         """Every event in order (those at or after ``since`` when given).
@@ -251,11 +283,11 @@ class AuditLog:
                 f"check the log with `itop audit verify`"
             ) from exc
 
-    def _write_line(self, line: bytes) -> None:
+    def _write(self, data: bytes) -> None:
         created = not self.path.exists()
         fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
         try:
-            view = memoryview(line)
+            view = memoryview(data)
             while view:
                 written = os.write(fd, view)
                 view = view[written:]
@@ -268,6 +300,99 @@ class AuditLog:
                 os.fsync(dir_fd)
             finally:
                 os.close(dir_fd)
+
+
+class AuditQueue:
+    """Appends audit events for async code, in batches, from a worker thread.
+
+    :meth:`add` queues an event and returns a future that is resolved once
+    the event is on disk. One batch is written at a time
+    (:meth:`AuditLog.append_many`: one lock, one write, one fsync); events
+    queued meanwhile form the next batch, so the number of fsyncs adapts to
+    the rate of events and the event loop never waits for the disk.
+    Call :meth:`drain` before the loop ends: events still queued then
+    would be lost.
+    """
+
+    def __init__(self, log: AuditLog) -> None:
+        self.log = log
+        self.batches = 0
+        self._queue: list[tuple[AuditEntry, asyncio.Future[AuditEvent]]] = []
+        self._writer: asyncio.Task[None] | None = None
+
+    def add(
+        self, action: str, target: str, detail: Any = None, result: str = "ok"
+    ) -> asyncio.Future[AuditEvent]:
+        """Queue an event; the future gives the stored event, or the error that kept it out."""
+        future: asyncio.Future[AuditEvent] = asyncio.get_running_loop().create_future()
+        # A caller that stopped waiting (cancelled) must not leave an
+        # "exception never retrieved" behind; callers that wait still get it.
+        future.add_done_callback(_retrieve)
+        self._queue.append((AuditEntry(action, target, detail, result), future))
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.ensure_future(self._write_batches())
+        return future
+
+    async def drain(self) -> None:
+        """Return once every event queued so far was written (or failed).
+
+        If the caller is cancelled while waiting, what is still queued is
+        written before the cancellation goes on (blocking, once).
+        """
+        try:
+            while self._writer is not None and not self._writer.done():
+                await asyncio.shield(self._writer)
+        except asyncio.CancelledError:
+            self._write(self._take())
+            raise
+        # Left over only when the writer itself was cancelled (the loop is closing).
+        self._write(self._take())
+
+    def _take(self) -> list[tuple[AuditEntry, asyncio.Future[AuditEvent]]]:
+        batch, self._queue = self._queue, []
+        return batch
+
+    async def _write_batches(self) -> None:
+        while self._queue:
+            batch = self._take()
+            try:
+                events = await asyncio.to_thread(self.log.append_many, [e for e, _ in batch])
+            except asyncio.CancelledError:
+                # The loop is shutting down: the thread finishes the batch on its own.
+                raise
+            except Exception as exc:
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(exc)
+                continue
+            self._settle(batch, events)
+
+    def _write(self, batch: list[tuple[AuditEntry, asyncio.Future[AuditEvent]]]) -> None:
+        if not batch:
+            return
+        try:
+            events = self.log.append_many([e for e, _ in batch])
+        except Exception as exc:
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(exc)
+            return
+        self._settle(batch, events)
+
+    def _settle(
+        self,
+        batch: list[tuple[AuditEntry, asyncio.Future[AuditEvent]]],
+        events: list[AuditEvent],
+    ) -> None:
+        self.batches += 1
+        for (_, future), event in zip(batch, events, strict=True):
+            if not future.done():
+                future.set_result(event)
+
+
+def _retrieve(future: asyncio.Future[AuditEvent]) -> None:
+    if not future.cancelled():
+        future.exception()
 
 
 def read_last_line(handle: Any) -> bytes | None:

@@ -15,7 +15,6 @@ from pathlib import Path
 from itop_tui.domain.models import Host
 from itop_tui.services.audit import AuditLog
 from itop_tui.services.inventory_repo import InventoryRepository
-from itop_tui.services.known_hosts import fingerprint, parse_key
 from itop_tui.services.store import JsonStore
 from itop_tui.services.transport_pool import TransportPool
 from itop_tui.settings import Settings
@@ -124,6 +123,9 @@ class Services:
         Returns False when the key was trusted already. A key different from
         an already trusted one raises ``HostKeyChanged`` (nothing is stored).
         """
+        # known_hosts imports asyncssh: only when a key is trusted, not at start-up.
+        from itop_tui.services.known_hosts import fingerprint, parse_key
+
         self.require_writable("trust host keys")
         added = self.transports.known_hosts.trust(host, port, key_data)
         self.audit.append(

@@ -12,9 +12,15 @@ import contextlib
 import os
 import signal
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 
-from itop_tui.domain.output import DEFAULT_OUTPUT_LIMIT, BoundedBuffer, decode_output, strip_control
+from itop_tui.domain.output import (
+    DEFAULT_OUTPUT_LIMIT,
+    BoundedBuffer,
+    LineChunker,
+    decode_output,
+    strip_control,
+)
 from itop_tui.services.transport import RunResult
 
 READ_CHUNK = 64 * 1024
@@ -148,21 +154,46 @@ class LocalTransport:
 
         Closing the iterator terminates the command's process group.
         """
+        splitter = LineSplitter(line_limit)
+        # aclosing: closing this iterator ends the command now, not when the
+        # inner generator is collected.
+        async with contextlib.aclosing(self._read(command)) as chunks:
+            async for chunk in chunks:
+                for line in splitter.feed(chunk):
+                    yield line
+        last = splitter.flush()
+        if last is not None:
+            yield last
+
+    async def stream_chunks(self, command: str, *, line_limit: int = 4096) -> AsyncIterator[str]:
+        """Run a long-lived command and yield its stdout in blocks of whole lines.
+
+        One decoded, stripped block per read (see
+        :class:`~itop_tui.domain.output.LineChunker`). Closing the iterator
+        terminates the command's process group.
+        """
+        chunker = LineChunker(line_limit)
+        async with contextlib.aclosing(self._read(command)) as chunks:
+            async for chunk in chunks:
+                block = chunker.feed(chunk)
+                if block:
+                    yield block
+        last = chunker.flush()
+        if last:
+            yield last
+
+    async def _read(self, command: str) -> AsyncGenerator[bytes, None]:
+        """The command's stdout as it comes; closing ends its process group."""
         proc, transport, exited = await _spawn(
             command, stdin=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL
         )
         assert proc.stdout is not None
-        splitter = LineSplitter(line_limit)
         try:
             while True:
                 chunk = await proc.stdout.read(READ_CHUNK)
                 if not chunk:
                     break
-                for line in splitter.feed(chunk):
-                    yield line
-            last = splitter.flush()
-            if last is not None:
-                yield last
+                yield chunk
         finally:
             if not exited.is_set():
                 _kill_group(proc.pid, signal.SIGTERM)

@@ -4,7 +4,9 @@ Two collectors give the same :class:`RawSample` shape:
 
 * :class:`RemoteCollector` runs :func:`itop_tui.domain.procfs.collect_command`
   over one long-lived channel of the host's transport and turns the frames it
-  prints into samples. Closing the stream (``aclose()``, or cancelling the
+  prints into samples. It reads the channel a chunk at a time
+  (``Transport.stream_chunks``: one decode and one control-sequence pass per
+  chunk, one async step per chunk rather than per line). Closing the stream (``aclose()``, or cancelling the
   task iterating it) closes the channel; the loop on the host then ends by
   itself at its next write.
 * :class:`LocalCollector` reads this machine with psutil in a worker thread,
@@ -46,7 +48,8 @@ from itop_tui.services.transport import Transport, TransportError
 
 # /proc/stat's "intr" line runs to thousands of numbers on big hosts; it is
 # not parsed, so cutting it short is harmless and saves work per frame.
-# Every line that is parsed is far shorter.
+# Every line that is parsed is far shorter. Lines are cut by the frame
+# assembler; the stream cuts only a line it has not seen the end of.
 STREAM_LINE_LIMIT = 4096
 # How long the first local sample waits for filesystems; statvfs on a dead
 # network mount hangs, and later samples never wait for it.
@@ -104,7 +107,7 @@ class RemoteCollector:
         self.df_every = max(1, int(df_every))
         self.command = collect_command(self.interval, self.df_every)
         self._clock = clock
-        self._assembler = FrameAssembler()
+        self._assembler = FrameAssembler(max_line_length=STREAM_LINE_LIMIT)
 
     @property
     def frames(self) -> int:
@@ -123,17 +126,16 @@ class RemoteCollector:
 
     async def samples(self) -> AsyncGenerator[RawSample, None]:
         """Raw samples as frames complete; see the class notes for how it ends."""
-        self._assembler = assembler = FrameAssembler()
-        lines = self.transport.stream(self.command, line_limit=STREAM_LINE_LIMIT)
+        self._assembler = assembler = FrameAssembler(max_line_length=STREAM_LINE_LIMIT)
+        chunks = self.transport.stream_chunks(self.command, line_limit=STREAM_LINE_LIMIT)
         try:
-            async for line in lines:
-                frame = assembler.feed(line)
-                if frame is not None:
+            async for chunk in chunks:
+                for frame in assembler.feed_text(chunk):
                     yield parse_frame(frame, self.host, self._clock())
         finally:
             # Close the channel as soon as this generator is closed, not
             # whenever the garbage collector gets to the inner generator.
-            close = getattr(lines, "aclose", None)
+            close = getattr(chunks, "aclose", None)
             if close is not None:
                 await close()
         raise CollectorEnded(f"{self.host}: the collection loop on the host ended")

@@ -3,7 +3,8 @@
 Each ``run`` or ``stream`` opens one session channel on the host's shared
 connection (see :mod:`itop_tui.services.transport_pool`). Output is consumed
 as it arrives: ``run`` keeps a bounded head of stdout and stderr, ``stream``
-hands out lines with flow control, so neither holds a whole output.
+hands out lines and ``stream_chunks`` blocks of lines, with flow control, so
+none holds a whole output.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import TYPE_CHECKING
 import asyncssh
 
 from itop_tui.domain.models import Host
-from itop_tui.domain.output import DEFAULT_OUTPUT_LIMIT, BoundedBuffer
+from itop_tui.domain.output import DEFAULT_OUTPUT_LIMIT, BoundedBuffer, LineChunker
 from itop_tui.services.local_transport import LineSplitter
 from itop_tui.services.transport import (
     ConnectFailed,
@@ -38,6 +39,9 @@ EXIT_DRAIN_GRACE = 1.0
 # Lines buffered for a slow stream consumer before the channel is paused.
 STREAM_HIGH_WATER = 1000
 STREAM_LOW_WATER = 100
+# Blocks buffered for a slow chunk consumer (a block is at most one packet).
+CHUNK_HIGH_WATER = 64
+CHUNK_LOW_WATER = 8
 
 
 class _CollectingSession(asyncssh.SSHClientSession[bytes]):
@@ -66,11 +70,25 @@ class _CollectingSession(asyncssh.SSHClientSession[bytes]):
         self.closed.set()
 
 
-class _LineSession(asyncssh.SSHClientSession[bytes]):
-    """Splits stdout into lines, pausing the channel when the consumer lags."""
+class _QueuedSession(asyncssh.SSHClientSession[bytes]):
+    """Turns stdout into text items, pausing the channel when the consumer lags.
 
-    def __init__(self, line_limit: int) -> None:
-        self._splitter = LineSplitter(line_limit)
+    ``split`` gives the items a chunk completes, ``finish`` the last one
+    when the channel closes; ``high``/``low`` are the queue lengths at which
+    the channel is paused and resumed.
+    """
+
+    def __init__(
+        self,
+        split: Callable[[bytes], list[str]],
+        finish: Callable[[], str | None],
+        high: int,
+        low: int,
+    ) -> None:
+        self._split = split
+        self._finish = finish
+        self._high = high
+        self._low = low
         self._lines: deque[str] = deque()
         self._ready = asyncio.Event()
         self._chan: asyncssh.SSHClientChannel[bytes] | None = None
@@ -84,29 +102,32 @@ class _LineSession(asyncssh.SSHClientSession[bytes]):
     def data_received(self, data: bytes, datatype: asyncssh.DataType) -> None:
         if datatype == asyncssh.EXTENDED_DATA_STDERR:
             return
-        self._lines.extend(self._splitter.feed(data))
+        items = self._split(data)
+        if not items:
+            return
+        self._lines.extend(items)
         self._ready.set()
-        if len(self._lines) >= STREAM_HIGH_WATER and not self._paused and self._chan:
+        if len(self._lines) >= self._high and not self._paused and self._chan:
             self._chan.pause_reading()
             self._paused = True
 
     def connection_lost(self, exc: Exception | None) -> None:
-        last = self._splitter.flush()
+        last = self._finish()
         if last is not None:
             self._lines.append(last)
         self.closed = True
         self.lost = exc
         self._ready.set()
 
-    async def next_line(self) -> str | None:
-        """The next line, or None once the command ended and all lines were read."""
+    async def next_item(self) -> str | None:
+        """The next item, or None once the command ended and all items were read."""
         while not self._lines:
             if self.closed:
                 return None
             self._ready.clear()
             await self._ready.wait()
         line = self._lines.popleft()
-        if self._paused and len(self._lines) <= STREAM_LOW_WATER and self._chan:
+        if self._paused and len(self._lines) <= self._low and self._chan:
             self._chan.resume_reading()
             self._paused = False
         return line
@@ -242,18 +263,42 @@ class SSHTransport:
             return result(None, "the command ended without an exit status")
         return result(status)
 
-    async def stream(self, command: str, *, line_limit: int = 4096) -> AsyncIterator[str]:
+    def stream(self, command: str, *, line_limit: int = 4096) -> AsyncIterator[str]:
         """Run a long-lived command and yield its stdout lines.
 
         Closing the iterator closes the channel: the remote command is sent
         TERM and loses its output pipe. Raises :class:`TransportError` when
         the host cannot be reached or the connection drops mid-stream.
         """
-        session = _LineSession(line_limit)
+        splitter = LineSplitter(line_limit)
+        session = _QueuedSession(splitter.feed, splitter.flush, STREAM_HIGH_WATER, STREAM_LOW_WATER)
+        return self._stream(session, command)
+
+    def stream_chunks(self, command: str, *, line_limit: int = 4096) -> AsyncIterator[str]:
+        """Run a long-lived command and yield its stdout in blocks of whole lines.
+
+        As :meth:`stream`, with one decoded and stripped block per chunk
+        received instead of one item per line
+        (:class:`~itop_tui.domain.output.LineChunker`): the cheap way to read
+        a steady stream of many short lines.
+        """
+        chunker = LineChunker(line_limit)
+
+        def split(data: bytes) -> list[str]:
+            block = chunker.feed(data)
+            return [block] if block else []
+
+        def finish() -> str | None:
+            return chunker.flush() or None
+
+        session = _QueuedSession(split, finish, CHUNK_HIGH_WATER, CHUNK_LOW_WATER)
+        return self._stream(session, command)
+
+    async def _stream(self, session: _QueuedSession, command: str) -> AsyncIterator[str]:
         chan, pooled = await self._open_channel(lambda: session, command)
         try:
             chan.write_eof()
-            while (line := await session.next_line()) is not None:
+            while (line := await session.next_item()) is not None:
                 yield line
             if session.lost is not None or not pooled.is_open:
                 raise ConnectFailed(f"{self.host}: connection lost while streaming: "

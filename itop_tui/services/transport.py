@@ -125,3 +125,12 @@ class Transport(Protocol):
         Closing the iterator ends the command on the host.
         """
         ...
+
+    def stream_chunks(self, command: str, *, line_limit: int = 4096) -> AsyncIterator[str]:
+        """Run a long-lived command and yield its stdout in blocks of whole lines.
+
+        One block per chunk received, decoded and stripped of control
+        sequences in one pass, newlines kept; a line still unfinished after
+        ``line_limit`` bytes is cut. Closing the iterator ends the command.
+        """
+        ...

@@ -7,37 +7,31 @@ handshakes, and the open connections. A connection is opened lazily by the
 first caller; concurrent callers wait for that same handshake. A connection
 that drops is removed, so the next call reconnects.
 
-Host keys are checked by itop itself (:class:`_PooledClient`) so that an
-unknown key and a changed key are told apart, on every hop of a ProxyJump
-chain: asyncssh's own handling of a ProxyJump string would open the hops
-with the default known_hosts, so hops are opened here, through the pool.
+Host keys are checked by itop itself (:class:`~itop_tui.services.pooled_client.PooledClient`)
+so that an unknown key and a changed key are told apart, on every hop of a
+ProxyJump chain: asyncssh's own handling of a ProxyJump string would open
+the hops with the default known_hosts, so hops are opened here, through the
+pool.
+
+The ssh config files are read once per pool
+(:class:`~itop_tui.services.ssh_client_config.SSHConfigFiles`) and evaluated
+per host from what was read. asyncssh and the known hosts are imported on
+first use: creating a pool costs nothing for a command that never connects.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
 import logging
 import random
-import socket
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-import asyncssh
-from asyncssh.public_key import load_default_keypairs
+from typing import TYPE_CHECKING, Any
 
 from itop_tui.domain.models import Host
-from itop_tui.services.known_hosts import (
-    DEFAULT_SSH_PORT,
-    KnownHosts,
-    fingerprint,
-    key_line,
-)
 from itop_tui.services.local_transport import LocalTransport
-from itop_tui.services.ssh_transport import SSHTransport
 from itop_tui.services.transport import (
     AuthFailed,
     ConnectFailed,
@@ -48,11 +42,19 @@ from itop_tui.services.transport import (
 )
 from itop_tui.settings import Settings
 
+if TYPE_CHECKING:
+    import asyncssh
+
+    from itop_tui.services.known_hosts import KnownHosts
+    from itop_tui.services.pooled_client import PooledClient
+    from itop_tui.services.ssh_client_config import SSHConfigFiles
+
 log = logging.getLogger(__name__)
 
 # OpenSSH's default MaxSessions: more concurrent channels on one connection
 # would be refused by a stock sshd, so callers queue for a slot instead.
 MAX_CHANNELS_PER_CONNECTION = 10
+DEFAULT_SSH_PORT = 22
 MAX_JUMP_DEPTH = 8
 BACKOFF_BASE = 0.25
 BACKOFF_MAX = 4.0
@@ -189,7 +191,7 @@ class PooledConnection:
     """An open connection and the channel slots it offers."""
 
     def __init__(self, spec: ConnectSpec, endpoint: Endpoint, conn: asyncssh.SSHClientConnection,
-                 client: _PooledClient) -> None:
+                 client: PooledClient) -> None:
         self.spec = spec
         self.endpoint = endpoint
         self.conn = conn
@@ -208,55 +210,15 @@ class PooledConnection:
         return str(exc) if exc is not None else "connection closed"
 
 
-class _PooledClient(asyncssh.SSHClient):
-    """Checks host keys against itop's known hosts and reports a lost connection."""
-
-    def __init__(self, pool: TransportPool, spec: ConnectSpec) -> None:
-        self._pool = pool
-        self._spec = spec
-        self.verdict: TransportError | None = None
-        self.closed = False
-        self.lost: Exception | None = None
-        self.pooled: PooledConnection | None = None
-
-    def validate_host_public_key(
-        self, host: str, addr: str, port: int, key: asyncssh.SSHKey
-    ) -> bool:
-        # Called by asyncssh only for keys not already trusted for this host.
-        known_hosts = self._pool.known_hosts
-        try:
-            status = known_hosts.check(host, port, key)
-            if status == "known":
-                return True
-            offered = fingerprint(key)
-            if status == "unknown":
-                if self._pool.settings.ssh.host_key_policy == "accept-new":
-                    known_hosts.trust(host, port, key)
-                    log.info("accepted new host key %s for %s:%s", offered, host, port)
-                    return True
-                self.verdict = HostKeyUnknownAt(self._spec.label, port, offered, key_line(key), host)
-                return False
-            self.verdict = HostKeyChangedAt(self._spec.label, port, status[1], offered, host)
-            return False
-        except (OSError, TransportError) as exc:
-            self.verdict = ConnectFailed(f"{self._spec.label}: cannot check the host key: {exc}")
-            return False
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.closed = True
-        self.lost = exc
-        if self.pooled is not None:
-            self._pool._forget(self.pooled)
-
-
 class TransportPool:
     """Transports for inventory hosts, sharing one SSH connection per host."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         ssh = settings.ssh
-        self.known_hosts = KnownHosts(settings.known_hosts_path, ssh.known_hosts_files)
         self.config_paths = [p.expanduser() for p in ssh.config_files if p.expanduser().is_file()]
+        self._known_hosts: KnownHosts | None = None
+        self._config: SSHConfigFiles | None = None
         self.stats = PoolStats()
         self.problems: list[str] = []
         self._handshakes = asyncio.Semaphore(max(1, ssh.max_concurrent_handshakes))
@@ -269,10 +231,22 @@ class TransportPool:
 
     # -- public API ------------------------------------------------------
 
+    @property
+    def known_hosts(self) -> KnownHosts:
+        """itop's known hosts and the user's, read on first use."""
+        if self._known_hosts is None:
+            from itop_tui.services.known_hosts import KnownHosts
+
+            ssh = self.settings.ssh
+            self._known_hosts = KnownHosts(self.settings.known_hosts_path, ssh.known_hosts_files)
+        return self._known_hosts
+
     def for_host(self, host: Host) -> Transport:
         """The transport for ``host``: local for ``address: local``, else SSH."""
         if host.is_local:
             return LocalTransport(host.name)
+        from itop_tui.services.ssh_transport import SSHTransport
+
         return SSHTransport(self, host)
 
     def spec_for(self, host: Host) -> ConnectSpec:
@@ -299,6 +273,10 @@ class TransportPool:
         ProxyJump hops are opened through the pool, so their keys are
         checked strictly (an unknown hop key raises :class:`HostKeyUnknown`).
         """
+        import asyncssh
+
+        from itop_tui.services.known_hosts import fingerprint, key_line
+
         self._follow_loop()
         spec = ConnectSpec.for_host(host)
         endpoint = self._endpoint(spec)
@@ -435,6 +413,10 @@ class TransportPool:
         return hop.conn
 
     async def _open(self, spec: ConnectSpec, depth: int) -> PooledConnection:
+        import asyncssh
+
+        from itop_tui.services.pooled_client import PooledClient
+
         endpoint = self._endpoint(spec)
         tunnel = await self._tunnel(spec, endpoint, depth)
         keys = self._client_keys(endpoint)
@@ -455,10 +437,10 @@ class TransportPool:
             "keepalive_interval": ssh.keepalive_interval,
             "keepalive_count_max": ssh.keepalive_count_max,
         }
-        result: list[tuple[asyncssh.SSHClientConnection, _PooledClient]] = []
+        result: list[tuple[asyncssh.SSHClientConnection, PooledClient]] = []
 
         async def attempt() -> None:
-            client = _PooledClient(self, spec)
+            client = PooledClient(self, spec)
             try:
                 conn = await asyncssh.connect(spec.target, client_factory=lambda: client, **options)
             except asyncssh.HostKeyNotVerifiable as exc:
@@ -482,6 +464,10 @@ class TransportPool:
         self, spec: ConnectSpec, endpoint: Endpoint, attempt: Callable[[], Awaitable[None]]
     ) -> None:
         """Run one connect ``attempt`` under the handshake bound, retrying transient failures."""
+        import asyncssh
+
+        from itop_tui.services.pooled_client import classify_connect_error
+
         retries = max(0, self.settings.ssh.connect_retries)
         where = f"{endpoint.user}@{endpoint.host}:{endpoint.port}"
         for number in range(retries + 1):
@@ -506,7 +492,7 @@ class TransportPool:
                     f" (keys offered: {self._describe_keys(endpoint)})"
                 ) from None
             except Exception as exc:  # asyncssh and OS errors, classified below
-                transient, reason = _classify(exc, self.settings.ssh.connect_timeout)
+                transient, reason = classify_connect_error(exc, self.settings.ssh.connect_timeout)
                 if not transient or number >= retries:
                     tries = f" (after {number + 1} attempts)" if number else ""
                     raise ConnectFailed(f"{spec.label}: cannot connect to {where}: {reason}{tries}") from None
@@ -534,19 +520,25 @@ class TransportPool:
     ) -> tuple[Endpoint, asyncssh.SSHClientConnectionOptions]:
         """Apply the ssh config files to ``spec``, once per spec and pool.
 
-        The base options hold the parsed config; everything that would read
-        other files (keys, agent, known hosts) is off here and supplied, from
-        the pool's caches, at connect time.
+        The files themselves are read once per pool. The base options hold
+        the evaluated config; everything that would read other files (keys,
+        agent, known hosts) is off here and supplied, from the pool's caches,
+        at connect time.
         """
         cached = self._endpoints.get(spec)
         if cached is not None:
             return cached
+        import asyncssh
+
+        if self._config is None:
+            from itop_tui.services.ssh_client_config import SSHConfigFiles
+
+            self._config = SSHConfigFiles(self.config_paths)
         try:
-            base = asyncssh.SSHClientConnectionOptions(
-                config=[str(p) for p in self.config_paths],
-                host=spec.target,
-                port=spec.port if spec.port else (),
-                username=spec.user if spec.user else (),
+            base = self._config.options(
+                spec.target,
+                spec.port,
+                spec.user,
                 client_keys=None,
                 agent_path=None,
                 agent_identities=None,
@@ -583,6 +575,8 @@ class TransportPool:
     def _client_keys(self, endpoint: Endpoint) -> list[asyncssh.SSHKeyPair]:
         if not endpoint.identity_files:
             if self._default_keys is None:
+                from asyncssh.public_key import load_default_keypairs
+
                 self._default_keys = list(load_default_keypairs())
             return self._default_keys
         keys: list[asyncssh.SSHKeyPair] = []
@@ -593,6 +587,8 @@ class TransportPool:
         return keys
 
     def _load_key(self, path: Path) -> list[asyncssh.SSHKeyPair]:
+        import asyncssh
+
         if not path.exists():
             # OpenSSH skips a missing IdentityFile too.
             self.problems.append(f"identity file {path} does not exist")
@@ -611,25 +607,3 @@ class TransportPool:
             names.append("ssh-agent")
         return ", ".join(names) or "none"
 
-
-def _classify(exc: BaseException, timeout: float) -> tuple[bool, str]:
-    """(transient?, reason) for a failed connect attempt."""
-    if isinstance(exc, TimeoutError | asyncio.TimeoutError):
-        return True, f"timed out after {timeout:g}s"
-    if isinstance(exc, ConnectionRefusedError):
-        return True, "connection refused"
-    if isinstance(exc, ConnectionResetError | BrokenPipeError | asyncssh.ConnectionLost):
-        return True, f"connection reset ({exc})"
-    if isinstance(exc, asyncssh.ChannelOpenError):
-        # The jump host could not reach the target.
-        return True, f"the jump host could not open a tunnel: {exc.reason}"
-    if isinstance(exc, socket.gaierror):
-        return False, f"cannot resolve the host name ({exc.strerror})"
-    if isinstance(exc, asyncssh.DisconnectError):
-        return False, f"the server closed the connection: {exc.reason}"
-    if isinstance(exc, OSError):
-        transient = exc.errno in (errno.EHOSTUNREACH, errno.ENETUNREACH, errno.ECONNABORTED)
-        return transient, exc.strerror or str(exc)
-    if isinstance(exc, ValueError):
-        return False, str(exc)
-    return False, f"{type(exc).__name__}: {exc}"

@@ -253,3 +253,23 @@ async def test_discovery_stores_facts_and_reports_unreachable_hosts(services: Se
     assert sorted((t, o) for t, o, _ in audit_of(services, "discover")) == sorted(
         [("testhost", "ok"), ("jumped", "ok"), (local.name, "ok"), ("down", "failed")]
     )
+
+
+async def test_each_result_is_audited_on_disk_before_it_is_reported(services: Services) -> None:
+    hosts = [dataclasses.replace(this_machine(), name=f"local{i}") for i in range(12)]
+    hosts.append(Host(name="testhost"))
+    on_disk_when_reported: dict[str, bool] = {}
+
+    def reported(result: RunResult) -> None:
+        # A fresh reader of the file: only what was written and fsynced counts.
+        stored = {e.target for e in services.audit.events() if e.action == "run"}
+        on_disk_when_reported[result.host] = result.host in stored
+
+    results = await FleetRunner(services).run(
+        hosts, "echo audited", forks=13, on_result=reported
+    )
+    assert all(r.ok for r in results), [r.error for r in results]
+    assert on_disk_when_reported == {h.name: True for h in hosts}
+    events = audit_of(services, "run")
+    assert sorted(t for t, _, _ in events) == sorted(h.name for h in hosts)
+    assert services.audit.verify().ok

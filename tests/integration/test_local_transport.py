@@ -133,6 +133,32 @@ async def test_stream_cuts_long_lines() -> None:
     assert [line async for line in stream] == ["y" * 10, "short"]
 
 
+async def test_stream_chunks_yields_clean_blocks_and_closing_ends_the_command(
+    tmp_path: Path,
+) -> None:
+    pidfile = tmp_path / "pid"
+    stream = LocalTransport("me").stream_chunks(
+        f"echo $$ > {pidfile}; i=0; while :; do printf 'li\\033[1mne%d\\r\\n' $i; "
+        f"i=$((i+1)); sleep 0.02; done"
+    )
+    text = ""
+    async for block in stream:
+        assert block.endswith("\n")
+        text += block
+        if text.count("\n") >= 5:
+            break
+    await stream.aclose()  # type: ignore[attr-defined]
+    assert text.splitlines()[:5] == [f"line{i}" for i in range(5)]
+    assert await wait_gone(int(pidfile.read_text()))
+
+
+async def test_stream_chunks_cut_an_endless_line_and_keep_the_last_one() -> None:
+    stream = LocalTransport("me").stream_chunks(
+        "head -c 100000 /dev/zero | tr '\\0' y; echo; printf 'short\\nlast'", line_limit=10
+    )
+    assert "".join([block async for block in stream]) == "y" * 10 + "\nshort\nlast"
+
+
 def test_line_splitter_across_chunks() -> None:
     splitter = LineSplitter(line_limit=4)
     assert splitter.feed(b"ab") == []

@@ -226,6 +226,38 @@ async def test_stream_with_a_slow_consumer_loses_nothing(pool: TransportPool) ->
     assert received == [str(i) for i in range(1, 20001)]
 
 
+async def test_stream_chunks_yields_whole_clean_lines_and_closing_ends_the_command(
+    pool: TransportPool, tmp_path: Path
+) -> None:
+    pidfile = tmp_path / "pid"
+    stream = pool.for_host(TESTHOST).stream_chunks(
+        f"echo $$ > {pidfile}; i=0; while :; do printf 'li\\033[1mne%d\\n' $i; "
+        f"i=$((i+1)); sleep 0.02; done"
+    )
+    text = ""
+    async for block in stream:
+        assert block.endswith("\n")  # whole lines only
+        text += block
+        if text.count("\n") >= 5:
+            break
+    await stream.aclose()  # type: ignore[attr-defined]
+    assert text.splitlines()[:5] == [f"line{i}" for i in range(5)]
+    pid = int(pidfile.read_text())
+    deadline = time.monotonic() + 5
+    while pid_alive(pid) and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    assert not pid_alive(pid)
+
+
+async def test_stream_chunks_with_a_slow_consumer_loses_nothing(pool: TransportPool) -> None:
+    blocks = []
+    async for block in pool.for_host(TESTHOST).stream_chunks("seq 1 200000; printf end"):
+        blocks.append(block)
+        if len(blocks) % 20 == 0:
+            await asyncio.sleep(0.05)
+    assert "".join(blocks) == "".join(f"{i}\n" for i in range(1, 200001)) + "end"
+
+
 # -- host keys ---------------------------------------------------------------
 
 

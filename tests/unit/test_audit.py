@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import sys
 import textwrap
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -13,8 +15,10 @@ import pytest
 
 from itop_tui.services.audit import (
     GENESIS_HASH,
+    AuditEntry,
     AuditError,
     AuditLog,
+    AuditQueue,
     event_hash,
     read_last_line,
     redact,
@@ -263,3 +267,114 @@ def test_concurrent_appends_from_two_processes_keep_one_valid_chain(log_path: Pa
     assert {e.target for e in events} == {
         f"host:p{n}-{i}" for n in (1, 2) for i in range(per_process)
     }
+
+
+def test_append_many_chains_a_batch_after_earlier_events(log_path: Path) -> None:
+    log = filled(log_path, 2)
+    written = log.append_many(
+        [
+            AuditEntry("run", "web1", {"command": "uptime", "password": "hunter2"}),
+            AuditEntry("run", "web2", {"command": "uptime"}, result="failed"),
+            AuditEntry("run", "web3"),
+        ]
+    )
+    assert [e.seq for e in written] == [3, 4, 5]
+    assert written[0].detail == {"command": "uptime", "password": "***"}
+    assert [e.result for e in written] == ["ok", "failed", "ok"]
+    assert written[1].prev_hash == written[0].hash and written[2].prev_hash == written[1].hash
+    stored = list(log.events())
+    assert stored[2:] == written
+    assert written[0].prev_hash == stored[1].hash
+    assert b"hunter2" not in log_path.read_bytes()
+    result = log.verify()
+    assert (result.ok, result.checked) == (True, 5), result.message
+    # The next single append continues the chain after the batch.
+    assert log.append("run", "web4").seq == 6
+    assert log.append_many([]) == []
+    assert log.verify().checked == 6
+
+
+def test_append_many_from_threads_and_another_process_keeps_one_chain(log_path: Path) -> None:
+    """Batches from worker threads (as a fan-out writes them) and a process's appends interleave."""
+    script = textwrap.dedent(
+        """
+        import sys
+        from itop_tui.services.audit import AuditLog
+        log = AuditLog(sys.argv[1], actor="other", origin="cli")
+        for i in range(int(sys.argv[2])):
+            log.append("run", f"other-{i}")
+        """
+    )
+    other = subprocess.Popen([sys.executable, "-c", script, str(log_path), "60"])
+    log = AuditLog(log_path, actor="alice", origin="cli")
+
+    def batches(thread: int) -> list[list[int]]:
+        seqs = []
+        for batch in range(15):
+            events = log.append_many(
+                [AuditEntry("run", f"t{thread}-{batch}-{i}") for i in range(4)]
+            )
+            seqs.append([e.seq for e in events])
+        return seqs
+
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        per_thread = list(pool.map(batches, range(3)))
+    assert other.wait(timeout=60) == 0
+    result = log.verify()
+    assert (result.ok, result.checked) == (True, 3 * 15 * 4 + 60), result.message
+    for seqs in (s for thread in per_thread for s in thread):
+        # A batch is never split by another writer's event.
+        assert seqs == list(range(seqs[0], seqs[0] + 4))
+
+
+async def test_audit_queue_writes_what_was_queued_meanwhile_as_one_batch(log_path: Path) -> None:
+    log = filled(log_path, 1)
+    queue = AuditQueue(log)
+    # Queued in one step of the loop: the writer starts after, and takes them all.
+    futures = [queue.add("run", f"web{i}", {"i": i}) for i in range(40)]
+    events = await asyncio.gather(*futures)
+    assert [e.seq for e in events] == list(range(2, 42))
+    assert [e.target for e in events] == [f"web{i}" for i in range(40)]
+    assert queue.batches == 1
+    # Each resolved future's event is on disk already.
+    assert list(log.events())[1:] == events
+    later = await queue.add("run", "web40")
+    assert (later.seq, queue.batches) == (42, 2)
+    await queue.drain()
+    result = log.verify()
+    assert (result.ok, result.checked) == (True, 42), result.message
+
+
+async def test_audit_queue_reports_a_failed_write_to_each_waiter(log_path: Path) -> None:
+    log = filled(log_path, 1)
+    with log_path.open("ab") as handle:
+        handle.write(b'{"seq": 2')  # an interrupted write: appends must refuse
+    queue = AuditQueue(log)
+    futures = [queue.add("run", "web1"), queue.add("run", "web2")]
+    for future in futures:
+        with pytest.raises(AuditError, match="incomplete"):
+            await future
+    await queue.drain()
+
+
+async def test_audit_queue_drain_writes_the_rest_when_cancelled(log_path: Path) -> None:
+    log = AuditLog(log_path, actor="alice", origin="cli")
+    queue = AuditQueue(log)
+    queued = asyncio.Event()
+
+    async def run() -> None:
+        queue.add("run", "web1")
+        queued.set()
+        try:
+            await asyncio.Event().wait()  # until cancelled
+        finally:
+            queue.add("run", "web2")  # e.g. a host reported cancelled
+            await queue.drain()
+
+    task = asyncio.create_task(run())
+    await queued.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert [e.target for e in log.events()] == ["web1", "web2"]
+    assert log.verify().ok

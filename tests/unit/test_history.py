@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import math
+import random
 import statistics
-import sys
+import tracemalloc
 
 import pytest
 from hypothesis import given, settings
@@ -22,25 +23,121 @@ from itop_tui.domain.metrics import Sample
 T0 = 1_764_000_000.0  # a minute boundary: 1764000000 / 60 is whole
 
 
-def test_one_hour_at_one_second_stays_under_200_kb() -> None:
-    history = HostHistory.for_duration(3600, 1.0)
-    for second in range(3600):
+def hour_of_samples(history: HostHistory, seconds: int = 3600, start: float = T0) -> None:
+    for second in range(seconds):
         history.append(
             Sample(
-                host="web01", time=T0 + second, cpu_percent=second % 100, mem_percent=50.0,
+                host="web01", time=start + second, cpu_percent=second % 100, mem_percent=50.0,
                 swap_percent=0.0, load1=1.5, disk_read_bps=1e6, disk_write_bps=2e6,
                 disk_busiest_util=30.0, net_rx_bps=1e5, net_tx_bps=1e4,
             )
         )  # fmt: skip
+
+
+def test_one_hour_at_one_second_stays_under_200_kb_with_every_overhead() -> None:
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        history = HostHistory.for_duration(3600, 1.0)
+        hour_of_samples(history)
+        measured = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
     assert len(history) == history.capacity == 3600
-    arrays = [history._times, *history._series.values()]
-    measured = sum(sys.getsizeof(a) for a in arrays)
-    assert measured == history.nbytes()
-    assert measured < 200_000, f"{measured} bytes for one hour at 1 s"
-    # Appending more never grows it.
-    for second in range(3600, 3700):
+    assert history.nbytes() <= measured < 120_000, f"{measured} bytes for one hour at 1 s"
+    # Appending more never grows it, and an hour stays an hour.
+    for second in range(3600, 7300):
         history.append_values(T0 + second, {"cpu_percent": 1.0})
-    assert history.nbytes() == measured
+    assert history.nbytes() <= measured
+    times = history.window("cpu_percent", 10_000).times
+    assert T0 + 7299 - 3600 - 5 <= times[0] <= T0 + 7299 - 3600 + 5
+    assert abs(len(history) - 3600) <= 5
+
+
+def buckets_of(series: tuple[list[float], list[float | None]], start: float, end: float
+               ) -> dict[int, list[float | None]]:
+    """Values by 5-second bucket (aligned to the epoch) of the entries in [start, end)."""
+    grouped: dict[int, list[float | None]] = {}
+    for time, value in zip(*series, strict=True):
+        if start <= time < end:
+            grouped.setdefault(math.floor(time / 5), []).append(value)
+    return grouped
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_older_entries_keep_each_bucket_max_mean_and_count(seed: int) -> None:
+    rng = random.Random(seed)
+    tiered = HostHistory.for_duration(3600, 1.0)
+    exact = HostHistory(3600)
+    time = T0
+    for _ in range(3600):
+        time += rng.choice([0.5, 1.0, 1.0, 1.0, 1.5, 7.0])
+        values = {
+            "cpu_percent": None if rng.random() < 0.1 else rng.uniform(0, 100),
+            "net_rx_bps": rng.choice([0.0, rng.uniform(0, 1e9)]),
+        }
+        tiered.append_values(time, values)
+        exact.append_values(time, values)
+    assert tiered.latest_time == exact.latest_time
+    # The newest 16 minutes are exact, entry by entry.
+    assert tiered.window("cpu_percent", 900) == exact.window("cpu_percent", 900)
+    assert tiered.last("net_rx_bps", 500) == exact.last("net_rx_bps", 500)
+    # Whole buckets only: those wholly older than the newest 16 minutes.
+    old_end = math.floor((time - 960) / 5) * 5 - 5
+    for metric in ("cpu_percent", "net_rx_bps"):
+        ours, theirs = tiered.window(metric, 10_000), exact.window(metric, 10_000)
+        assert ours.times == sorted(ours.times)
+        start = (math.floor(max(ours.times[0], theirs.times[0]) / 5) + 1) * 5
+        got, want = buckets_of(ours, start, old_end), buckets_of(theirs, start, old_end)
+        assert got.keys() == want.keys()
+        for bucket, expected in want.items():
+            kept = got[bucket]
+            assert len(kept) == len(expected)
+            assert kept.count(None) == expected.count(None)
+            numbers = [v for v in expected if v is not None]
+            stored = [v for v in kept if v is not None]
+            if numbers:
+                assert max(stored) == pytest.approx(max(numbers), rel=1e-6)
+                assert statistics.fmean(stored) == pytest.approx(
+                    statistics.fmean(numbers), rel=1e-5, abs=1e-3
+                )
+                assert min(stored) >= min(numbers) - 1e-3 * max(1.0, max(numbers))
+
+
+def test_an_hours_average_and_maximum_are_kept() -> None:
+    tiered, exact = HostHistory.for_duration(3600, 1.0), HostHistory(3600)
+    hour_of_samples(tiered)
+    hour_of_samples(exact)
+    ours = [v for v in tiered.window("cpu_percent", 3600).values if v is not None]
+    theirs = [v for v in exact.window("cpu_percent", 3600).values if v is not None]
+    assert len(ours) == len(theirs)
+    assert max(ours) == max(theirs)
+    assert statistics.fmean(ours) == pytest.approx(statistics.fmean(theirs), rel=1e-6)
+
+
+def test_short_or_slow_histories_are_kept_entry_by_entry() -> None:
+    assert HostHistory.for_duration(900, 1.0).nbytes() < HostHistory.for_duration(3600, 1.0).nbytes()
+    for history in (HostHistory.for_duration(900, 1.0), HostHistory.for_duration(3600, 5.0)):
+        for step in range(history.capacity + 3):
+            history.append_values(T0 + step, {"load1": float(step)})
+        assert len(history) == history.capacity
+        assert history.last("load1", 2).values == [
+            float(history.capacity + 1), float(history.capacity + 2)
+        ]
+
+
+def test_clearing_and_rebasing_a_bucketed_history() -> None:
+    history = HostHistory(40, full=10, interval=1.0)
+    for step in range(40):
+        history.append_values(T0 + step, {"load1": float(step)})
+    assert len(history) == 40
+    before = history.window("load1", 100)
+    history._rebase()
+    assert history.window("load1", 100) == pytest.approx(before)
+    history.clear()
+    assert len(history) == 0 and history.latest_time is None
+    history.append_values(T0, {"load1": 1.0})
+    assert history.last("load1", 5) == ([T0], [1.0])
 
 
 def test_last_returns_newest_oldest_first_across_the_wrap() -> None:
