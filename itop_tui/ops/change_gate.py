@@ -61,6 +61,11 @@ class GateDecision:
         }
 
 
+REMEDIES = (". Run under a change with --change CHG-N, open an emergency change with "
+            "--emergency REASON, or use --observe for a read-only command")
+"""How a refusal ends for ``itop run``; commands without these options replace it."""
+
+
 class ChangeRequired(Exception):
     """A mutating action on production hosts was refused by the gate."""
 
@@ -213,8 +218,7 @@ class ChangeGate:
             f"{hosts} {'is a production host' if len(protected) == 1 else 'are production hosts'}"
             f": a mutating action needs an approved change covering "
             f"{'it' if len(protected) == 1 else 'them'} inside its window, and none is active"
-            f"{hint}. Run under a change with --change CHG-N, open an emergency change with "
-            "--emergency REASON, or use --observe for a read-only command",
+            f"{hint}{REMEDIES}",
             None, protected,
         )
 
@@ -318,6 +322,10 @@ _SYSTEMCTL_VERBS = frozenset({
     "list-timers", "list-sockets", "list-dependencies", "cat", "get-default",
 })
 _IP_VERBS = frozenset({"show", "list", "ls", "lst", "get"})
+_IP_OPTIONS = frozenset({
+    "-4", "-6", "-s", "-stats", "-statistics", "-d", "-details", "-br", "-brief", "-j",
+    "-json", "-p", "-pretty", "-o", "-oneline", "-c", "-color", "-h", "-human",
+})
 _IP_OBJECTS = frozenset({
     "a", "addr", "address", "r", "route", "l", "link", "n", "neigh", "neighbour", "neighbor",
     "rule", "ru", "maddr", "maddress",
@@ -399,8 +407,19 @@ def _arguments_problem(program: str, args: list[str]) -> str | None:
     if program == "ss":
         bad = [a for a in args if a in ("-K", "--kill") or (
             a.startswith("-") and not a.startswith("--") and "K" in a)]
-        return f"ss {bad[0]} kills sockets" if bad else None
+        if bad:
+            return f"ss {bad[0]} kills sockets"
+        dump = [a for a in args if a.startswith("--diag") or (
+            a.startswith("-") and not a.startswith("--") and "D" in a)]
+        return f"ss {dump[0]} writes a file" if dump else None
     if program == "ip":
+        # ip abbreviates its options (-b is -batch, which reads commands from
+        # a file), so only these exact, argument-free display options pass.
+        options = [a for a in args if a.startswith("-")]
+        bad_options = [a for a in options if a not in _IP_OPTIONS]
+        if bad_options:
+            return (f"ip option {bad_options[0]} is not observed; options: "
+                    f"{', '.join(sorted(_IP_OPTIONS))}")
         words = [a for a in args if not a.startswith("-")]
         if not words:
             return None
