@@ -11,15 +11,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
+import signal
 import sys
 import time
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, NoReturn, TextIO
+from typing import Any, NoReturn, TextIO, TypeVar
 
 from itop_tui import __version__
 from itop_tui.domain.models import (
@@ -57,6 +59,8 @@ SETTABLE_FIELDS = (
     "address", "port", "user", "class", "status", "criticality", "groups", "tags", "notes",
     "runs_on", "proxy_jump", "identity_file", "ssh_alias", "vars.KEY",
 )
+
+T = TypeVar("T")
 
 
 class UsageError(Exception):
@@ -134,14 +138,33 @@ def _global_options(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
                         help="refuse anything that changes hosts or records")
 
 
-def positive_int(text: str) -> int:
-    """argparse type: a whole number of at least 1."""
+def _whole_number(text: str) -> int:
     try:
-        value = int(text)
+        return int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+
+
+def add_actions(add: Callable[[Any, str, str], argparse.ArgumentParser], sub: Any, name: str,
+                text: str, *, metavar: str = "ACTION") -> Any:
+    """Add the command ``itop NAME ACTION``; returns the subparsers its actions go in."""
+    group = add(sub, name, text)
+    return group.add_subparsers(dest=f"{name}_command", metavar=metavar, required=True)
+
+
+def positive_int(text: str) -> int:
+    """argparse type: a whole number of at least 1."""
+    value = _whole_number(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    """argparse type: a whole number of at least 0 (a count that may be none)."""
+    value = _whole_number(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
     return value
 
 
@@ -180,9 +203,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("file", nargs="?", type=Path, help="config file (default: the one itop would use)")
     p.set_defaults(handler=cmd_check_config)
 
-    inventory = add(sub, "inventory", "list, show, import, export, edit and discover hosts")
-    inv = inventory.add_subparsers(dest="inventory_command", metavar="ACTION",
-                                   parser_class=_Parser, required=True)
+    inv = add_actions(add, sub, "inventory", "list, show, import, export, edit and discover hosts")
 
     p = add(inv, "list", "list hosts, all or those a selector picks")
     p.add_argument("selector", nargs="?", default=None, help="host selector (default: all)")
@@ -261,9 +282,7 @@ def build_parser() -> argparse.ArgumentParser:
                            "needs no change")
     p.set_defaults(handler=cmd_run)
 
-    audit = add(sub, "audit", "show and verify the audit log")
-    aud = audit.add_subparsers(dest="audit_command", metavar="ACTION",
-                               parser_class=_Parser, required=True)
+    aud = add_actions(add, sub, "audit", "show and verify the audit log")
     p = add(aud, "list", "show audit events")
     p.add_argument("--json", action="store_true", help="print a JSON list of events")
     p.add_argument("--since", default=None, metavar="WHEN",
@@ -394,6 +413,73 @@ def open_services(args: argparse.Namespace) -> Services:
     return services
 
 
+def warn_recovered(*stores: Any) -> None:
+    """Say on stderr which of ``stores`` were repaired on opening (``recovery_message``)."""
+    for store in stores:
+        if store.recovery_message:
+            err(f"warning: {store.recovery_message}")
+
+
+def run_closing(services: Services, work: Callable[[], Awaitable[T]]) -> T:
+    """Run the coroutine ``work()`` to its end, then close ``services``' connections."""
+
+    async def go() -> T:
+        try:
+            return await work()
+        finally:
+            await services.close()
+
+    return asyncio.run(go())
+
+
+@contextlib.contextmanager
+def on_stop_signals(handle: Callable[[signal.Signals], None], *, once: bool = False) -> Iterator[None]:
+    """Call ``handle(signal)`` on SIGINT or SIGTERM inside the block (in the running loop).
+
+    With ``once`` the handlers go after the first signal, so a second Ctrl-C
+    interrupts as usual. Outside the main thread nothing is installed.
+    """
+    loop = asyncio.get_running_loop()
+    installed: list[signal.Signals] = []
+
+    def on_signal(sig: signal.Signals) -> None:
+        handle(sig)
+        if once:
+            for one in installed:
+                loop.remove_signal_handler(one)
+            installed.clear()
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(sig, on_signal, sig)
+        except (NotImplementedError, RuntimeError, ValueError):
+            continue  # not the main thread: Ctrl-C then interrupts as usual
+        installed.append(sig)
+    try:
+        yield
+    finally:
+        for sig in installed:
+            loop.remove_signal_handler(sig)
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temp file beside it: never half a file."""
+    temp = path.with_name(f".{path.name}.itop-tmp")
+    temp.write_text(text, encoding="utf-8")
+    os.replace(temp, path)
+
+
+def split_assignment(text: str, form: str, option: str | None = "--var") -> tuple[str, str]:
+    """``NAME=VALUE`` as its stripped name and its value, or a usage error naming
+    ``form`` (as in ``NAME=VALUE``) and the ``option`` it was given to."""
+    name, sep, value = text.partition("=")
+    name = name.strip()
+    if not sep or not name:
+        where = f"{option}: " if option else ""
+        raise UsageError(f"{where}expected {form}, got {text!r}")
+    return name, value
+
+
 def print_json(data: Any, out: TextIO | None = None) -> None:
     """Print ``data`` as indented JSON (the ``--json`` form of every command)."""
     print(json.dumps(data, indent=2, ensure_ascii=False), file=out or sys.stdout)
@@ -406,6 +492,13 @@ def clean(value: object) -> str:
 
 def _unknown_host(name: str) -> UsageError:
     return UsageError(f"unknown host {name!r} (see `itop inventory list`)")
+
+
+def _require_host(services: Services, name: str) -> Host:
+    host = services.inventory.get_host(name)
+    if host is None:
+        raise _unknown_host(name)
+    return host
 
 
 # -- the TUI -------------------------------------------------------------------
@@ -575,9 +668,7 @@ def _show_lines(host: Host) -> list[str]:
 def cmd_inventory_show(args: argparse.Namespace) -> int:
     """``itop inventory show HOST [--json]``."""
     services = open_services(args)
-    host = services.inventory.get_host(args.host)
-    if host is None:
-        raise _unknown_host(args.host)
+    host = _require_host(services, args.host)
     if args.json:
         print_json(host.to_dict())
     else:
@@ -629,19 +720,9 @@ def cmd_inventory_export(args: argparse.Namespace) -> int:
     if args.output is None:
         sys.stdout.write(text if text.endswith("\n") else text + "\n")
         return EXIT_OK
-    output = Path(args.output)
-    temp = output.with_name(f".{output.name}.itop-tmp")
-    temp.write_text(text, encoding="utf-8")
-    os.replace(temp, output)
-    err(f"wrote {len(inventory.hosts)} hosts to {output}", prefix=False)
+    write_atomic(Path(args.output), text)
+    err(f"wrote {len(inventory.hosts)} hosts to {args.output}", prefix=False)
     return EXIT_OK
-
-
-def _parse_var(text: str) -> tuple[str, str]:
-    key, sep, value = text.partition("=")
-    if not sep or not key.strip():
-        raise UsageError(f"--var: expected KEY=VALUE, got {text!r}")
-    return key.strip(), value
 
 
 def cmd_inventory_add(args: argparse.Namespace) -> int:
@@ -658,7 +739,7 @@ def cmd_inventory_add(args: argparse.Namespace) -> int:
         criticality=args.criticality,
         groups=list(dict.fromkeys(args.groups)),
         tags=list(dict.fromkeys(args.tags)),
-        vars=dict(_parse_var(v) for v in args.var),
+        vars=dict(split_assignment(v, "KEY=VALUE") for v in args.var),
         notes=args.notes,
         source="manual",
     )
@@ -698,10 +779,7 @@ def parse_assignments(host: Host, assignments: list[str]) -> dict[str, Any]:
     new_vars = dict(host.vars)
     vars_changed = False
     for text in assignments:
-        name, sep, value = text.partition("=")
-        name = name.strip()
-        if not sep or not name:
-            raise UsageError(f"expected FIELD=VALUE, got {text!r}")
+        name, value = split_assignment(text, "FIELD=VALUE", option=None)
         if name.startswith("vars."):
             key = name[len("vars."):]
             if not key:
@@ -734,9 +812,7 @@ def cmd_inventory_set(args: argparse.Namespace) -> int:
     """``itop inventory set NAME FIELD=VALUE...``."""
     services = open_services(args)
     services.require_writable("change hosts")
-    host = services.inventory.get_host(args.name)
-    if host is None:
-        raise _unknown_host(args.name)
+    host = _require_host(services, args.name)
     changes = parse_assignments(host, args.assignments)
     try:
         updated = services.inventory.update_host(args.name, **changes)
@@ -786,13 +862,8 @@ def cmd_inventory_discover(args: argparse.Namespace) -> int:
         else:
             print(clean(f"{result.host}: FAILED  {result.error}"), flush=True)
 
-    async def go() -> list[DiscoveryResult]:
-        try:
-            return await discovery.discover(hosts, on_result=show, forks=args.forks)
-        finally:
-            await services.close()
-
-    results = asyncio.run(go())
+    results = run_closing(
+        services, lambda: discovery.discover(hosts, on_result=show, forks=args.forks))
     if args.json:
         print_json([r.to_dict() for r in results])
     failed = [r for r in results if not r.ok]
@@ -815,7 +886,6 @@ def cmd_run(args: argparse.Namespace) -> int:
     """
     from itop_tui.ops.change_gate import ChangeRequired, ObserveRefused
     from itop_tui.ops.fleet import FleetRunner
-    from itop_tui.services.transport import RunResult
 
     # As with ssh, several words are joined by spaces and the remote shell
     # reads them: `itop run all -- echo '$HOME'` expands on the host.
@@ -826,16 +896,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.emergency is not None:
         return _open_emergency(services, hosts, args, command)
     runner = FleetRunner(services)
-
-    async def go() -> list[RunResult]:
-        try:
-            return await runner.run(hosts, command, forks=args.forks, timeout=args.timeout,
-                                    mutating=not args.observe, change_ref=args.change)
-        finally:
-            await services.close()
-
     try:
-        results = asyncio.run(go())
+        results = run_closing(services, lambda: runner.run(
+            hosts, command, forks=args.forks, timeout=args.timeout,
+            mutating=not args.observe, change_ref=args.change))
     except ObserveRefused as exc:
         raise UsageError(str(exc)) from None
     except ChangeRequired as exc:
@@ -939,55 +1003,53 @@ def cmd_trust(args: argparse.Namespace) -> int:
     """``itop trust HOST [--yes]``."""
     services = open_services(args)
     services.require_writable("trust host keys")
-    host = services.inventory.get_host(args.host)
-    if host is None:
-        raise _unknown_host(args.host)
+    host = _require_host(services, args.host)
     if host.is_local:
         raise UsageError(f"{host.name} is this machine (address local): there is no host key")
-    return asyncio.run(_trust(services, host, assume_yes=bool(args.yes)))
+    return run_closing(services, lambda: _trust(services, host, assume_yes=bool(args.yes)))
 
 
 async def _trust(services: Services, host: Host, *, assume_yes: bool) -> int:
-    """Fetch the key and trust it; unknown ProxyJump hops are offered first, one by one."""
+    """Fetch the key and trust it; unknown ProxyJump hops are offered first, one by one.
+
+    The caller closes ``services``.
+    """
     pool = services.transports
-    try:
-        for _ in range(MAX_TRUST_STEPS):
-            try:
-                fingerprint, key_data = await pool.fetch_host_key(host)
-            except HostKeyUnknown as hop:
-                # A jump host on the way has an unknown key: it must be trusted first.
-                key_host = str(getattr(hop, "key_host", hop.host))
-                label = f"jump host {hop.host} (on the way to {host.name})"
-                if not _confirm_key(label, key_host, hop.port, hop.fingerprint, assume_yes):
-                    print("not trusted")
-                    return EXIT_FAILED
-                services.trust_host_key(key_host, hop.port, hop.key_data)
-                print(f"trusted {hop.fingerprint} for {key_host} port {hop.port}")
-                continue
-            except HostKeyChanged as exc:
-                raise OperationFailed(str(exc)) from None
-            endpoint = pool.endpoint(host)
-            status = pool.known_hosts.check(endpoint.key_host, endpoint.port, key_data)
-            where = f"{endpoint.key_host} port {endpoint.port}"
-            if status == "known":
-                print(f"{host.name} ({where}): key {fingerprint} is trusted already")
-                return EXIT_OK
-            if isinstance(status, tuple):
-                raise OperationFailed(
-                    f"{host.name} ({where}): HOST KEY CHANGED, refusing to trust it. "
-                    f"Trusted fingerprint {status[1]}, offered {fingerprint}. If the host was "
-                    f"really reinstalled, remove the old key from "
-                    f"{services.settings.known_hosts_path} first."
-                )
-            if not _confirm_key(host.name, endpoint.key_host, endpoint.port, fingerprint, assume_yes):
+    for _ in range(MAX_TRUST_STEPS):
+        try:
+            fingerprint, key_data = await pool.fetch_host_key(host)
+        except HostKeyUnknown as hop:
+            # A jump host on the way has an unknown key: it must be trusted first.
+            key_host = str(getattr(hop, "key_host", hop.host))
+            label = f"jump host {hop.host} (on the way to {host.name})"
+            if not _confirm_key(label, key_host, hop.port, hop.fingerprint, assume_yes):
                 print("not trusted")
                 return EXIT_FAILED
-            services.trust_host_key(endpoint.key_host, endpoint.port, key_data)
-            print(f"trusted {fingerprint} for {host.name} ({where})")
+            services.trust_host_key(key_host, hop.port, hop.key_data)
+            print(f"trusted {hop.fingerprint} for {key_host} port {hop.port}")
+            continue
+        except HostKeyChanged as exc:
+            raise OperationFailed(str(exc)) from None
+        endpoint = pool.endpoint(host)
+        status = pool.known_hosts.check(endpoint.key_host, endpoint.port, key_data)
+        where = f"{endpoint.key_host} port {endpoint.port}"
+        if status == "known":
+            print(f"{host.name} ({where}): key {fingerprint} is trusted already")
             return EXIT_OK
-        raise OperationFailed(f"{host.name}: too many jump hosts with unknown keys")
-    finally:
-        await services.close()
+        if isinstance(status, tuple):
+            raise OperationFailed(
+                f"{host.name} ({where}): HOST KEY CHANGED, refusing to trust it. "
+                f"Trusted fingerprint {status[1]}, offered {fingerprint}. If the host was "
+                f"really reinstalled, remove the old key from "
+                f"{services.settings.known_hosts_path} first."
+            )
+        if not _confirm_key(host.name, endpoint.key_host, endpoint.port, fingerprint, assume_yes):
+            print("not trusted")
+            return EXIT_FAILED
+        services.trust_host_key(endpoint.key_host, endpoint.port, key_data)
+        print(f"trusted {fingerprint} for {host.name} ({where})")
+        return EXIT_OK
+    raise OperationFailed(f"{host.name}: too many jump hosts with unknown keys")
 
 
 def _confirm_key(label: str, address: str, port: int, fingerprint: str, assume_yes: bool) -> bool:

@@ -14,11 +14,7 @@ Times (``--start``, ``--end``) are ISO 8601 (UTC when no offset is given),
 from __future__ import annotations
 
 import argparse
-import asyncio
 import functools
-import getpass
-import os
-import sys
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
@@ -28,12 +24,25 @@ from itop_tui.cli import (
     EXIT_OK,
     OperationFailed,
     UsageError,
+    add_actions,
     clean,
     err,
     open_services,
     positive_float,
     print_json,
+    run_closing,
+    split_assignment,
     table,
+    warn_recovered,
+)
+from itop_tui.cli_prompt import (
+    SECRET_ENV_PREFIX,
+    RunConsole,
+    ask_secret,
+    env_value,
+    interactive,
+    prompt,
+    said_yes,
 )
 from itop_tui.domain.change import (
     ACTIONS,
@@ -49,8 +58,6 @@ from itop_tui.domain.change_windows import time_left
 from itop_tui.domain.substitution import VariableError
 from itop_tui.domain.timespec import TimeSpecError, parse_duration, parse_when
 from itop_tui.services.context import Services
-
-SECRET_ENV_PREFIX = "ITOP_VAR_"
 
 COMMANDS: list[tuple[str, str]] = [
     ("change new --title T --hosts SEL", "write a change (--template NAME: a standard change)"),
@@ -74,9 +81,8 @@ COMMANDS: list[tuple[str, str]] = [
 
 def register(sub: Any, add: Callable[[Any, str, str], argparse.ArgumentParser]) -> None:
     """Add ``itop change ...`` to the top-level subparsers ``sub``."""
-    group = add(sub, "change", "the change process: request, approve, schedule, implement, review")
-    actions = group.add_subparsers(dest="change_command", metavar="ACTION",
-                                   parser_class=type(group), required=True)
+    actions = add_actions(add, sub, "change",
+                          "the change process: request, approve, schedule, implement, review")
 
     p = add(actions, "new", "write a change (a draft)")
     _field_options(p, new=True)
@@ -258,13 +264,7 @@ def _guarded(handler: Callable[[argparse.Namespace], int]) -> Callable[[argparse
 
 
 def _vars(words: list[str]) -> dict[str, str]:
-    values: dict[str, str] = {}
-    for text in words:
-        name, sep, value = text.partition("=")
-        if not sep or not name.strip():
-            raise UsageError(f"--var: expected NAME=VALUE, got {text!r}")
-        values[name.strip()] = value
-    return values
+    return dict(split_assignment(text, "NAME=VALUE") for text in words)
 
 
 def _workflow(args: argparse.Namespace) -> tuple[Services, Any]:
@@ -272,8 +272,7 @@ def _workflow(args: argparse.Namespace) -> tuple[Services, Any]:
 
     services = open_services(args)
     workflow = ChangeWorkflow(services)
-    if workflow.changes.store.recovery_message:
-        err(f"warning: {workflow.changes.store.recovery_message}")
+    warn_recovered(workflow.changes.store)
     return services, workflow
 
 
@@ -492,15 +491,22 @@ def cmd_show(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _move(args: argparse.Namespace, act: Callable[[Any], Change], *, next_step: bool = False) -> int:
+    """Do ``act(workflow)`` to the change ``args.ref``; print the transition (and what is next)."""
+    _services, workflow = _workflow(args)
+    before = workflow.get(args.ref).state
+    change = act(workflow)
+    print(_transition_line(before, change))
+    if next_step:
+        _next_step(workflow, change)
+    return EXIT_OK
+
+
 @_guarded
 def cmd_simple(args: argparse.Namespace) -> int:
     """``submit``, ``approve`` and ``reject``: one action with a comment."""
-    services, workflow = _workflow(args)
-    before = workflow.get(args.ref).state
-    change = workflow.act(args.ref, args.action, _input(comment=args.comment))
-    print(_transition_line(before, change))
-    _next_step(workflow, change)
-    return EXIT_OK
+    return _move(args, lambda workflow: workflow.act(
+        args.ref, args.action, _input(comment=args.comment)), next_step=True)
 
 
 def _input(**values: Any) -> Any:
@@ -534,12 +540,8 @@ def _next_step(workflow: Any, change: Change) -> None:
 @_guarded
 def cmd_assess(args: argparse.Namespace) -> int:
     """``itop change assess CHG [--risk R] [--comment C]``."""
-    services, workflow = _workflow(args)
-    before = workflow.get(args.ref).state
-    change = workflow.assess(args.ref, risk=args.risk, comment=args.comment)
-    print(_transition_line(before, change))
-    _next_step(workflow, change)
-    return EXIT_OK
+    return _move(args, lambda workflow: workflow.assess(
+        args.ref, risk=args.risk, comment=args.comment), next_step=True)
 
 
 @_guarded
@@ -561,39 +563,24 @@ def cmd_schedule(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-class _Console:
+class _Console(RunConsole):
     """Progress of an implementation or backout run, and the questions it asks."""
-
-    def __init__(self, args: argparse.Namespace) -> None:
-        self.yes = bool(getattr(args, "yes", False))
-        self.out = sys.stderr if getattr(args, "json", False) else sys.stdout
-
-    def write(self, text: str) -> None:
-        print(clean(text), file=self.out, flush=True)
 
     def callbacks(self) -> Any:
         from itop_tui.ops.procedure_runner import RunCallbacks
 
         return RunCallbacks(manual=self.manual, ask=self.ask, observer=self.observe)
 
-    def manual(self, step: Any, hosts: list[str], instructions: str) -> bool | str:
-        if self.yes:
-            return "confirmed with --yes"
-        if not sys.stdin.isatty():
-            self.write(f"  manual step {step.id}: confirm it on a terminal, or pass --yes")
-            return False
-        return _yes(_prompt(f"Done on {', '.join(hosts)}? [y/N] "))
-
     def ask(self, variable: Any, step: Any, problem: str | None) -> str | None:
-        value = _env_value(variable.name)
+        value = env_value(variable.name)
         if value is not None and not problem:
             return value
-        if not sys.stdin.isatty():
+        if not interactive():
             self.write(f"  {variable.name} is needed: set {SECRET_ENV_PREFIX}{variable.name}")
             return None
         if variable.secret:
-            return getpass.getpass(f"{variable.name} (secret, not shown): ")
-        return _prompt(f"{variable.name}: ")
+            return ask_secret(variable.name)
+        return prompt(f"{variable.name}: ")
 
     def observe(self, event: Any) -> None:
         data = event.data
@@ -614,24 +601,6 @@ class _Console:
             self.write(f"  {event.message or data}")
 
 
-def _prompt(text: str) -> str | None:
-    sys.stderr.write(text)
-    sys.stderr.flush()
-    line = sys.stdin.readline()
-    return None if not line else line.rstrip("\n")
-
-
-def _yes(answer: str | None) -> bool:
-    return answer is not None and answer.strip().lower() in ("y", "yes")
-
-
-def _env_value(name: str) -> str | None:
-    for key in (f"{SECRET_ENV_PREFIX}{name}", f"{SECRET_ENV_PREFIX}{name.upper()}"):
-        if key in os.environ:
-            return os.environ[key]
-    return None
-
-
 def _secrets(workflow: Any, procedure_ids: list[str | None]) -> dict[str, str]:
     """Secret values of the change's procedures from ``ITOP_VAR_<NAME>`` (never stored)."""
     values: dict[str, str] = {}
@@ -642,7 +611,7 @@ def _secrets(workflow: Any, procedure_ids: list[str | None]) -> dict[str, str]:
         if stored is None:
             continue
         for name in stored.procedure.secret_names():
-            value = _env_value(name)
+            value = env_value(name)
             if value is not None:
                 values[name] = value
     return values
@@ -680,23 +649,14 @@ def cmd_implement(args: argparse.Namespace) -> int:
     def offer(current: Change, run: Any) -> bool:
         if args.backout_on_failure is not None:
             return bool(args.backout_on_failure)
-        if not sys.stdin.isatty():
+        if not interactive():
             return False
-        return _yes(_prompt(f"{run.id} {run.status}. Run the backout procedure {current.backout} "
-                            f"on {', '.join(current.hosts)} now? [y/N] "))
+        return said_yes(prompt(f"{run.id} {run.status}. Run the backout procedure "
+                               f"{current.backout} on {', '.join(current.hosts)} now? [y/N] "))
 
-    async def go() -> Any:
-        try:
-            return await workflow.implement(change.ref, callbacks=console.callbacks(),
-                                            variables=variables, backout_on_failure=offer)
-        finally:
-            await services.close()
-
-    result = asyncio.run(go())
-    if args.json:
-        print_json(result.change.to_dict())
-    err(clean(result.message), prefix=False)
-    return EXIT_OK if result.ok else EXIT_FAILED
+    result = run_closing(services, lambda: workflow.implement(
+        change.ref, callbacks=console.callbacks(), variables=variables, backout_on_failure=offer))
+    return _run_outcome(args, result)
 
 
 @_guarded
@@ -706,15 +666,13 @@ def cmd_backout(args: argparse.Namespace) -> int:
     change = workflow.get(args.ref)
     console = _Console(args)
     variables = {**_vars(args.var), **_secrets(workflow, [change.backout])}
+    result = run_closing(services, lambda: workflow.backout(
+        change.ref, callbacks=console.callbacks(), variables=variables, comment=args.comment))
+    return _run_outcome(args, result)
 
-    async def go() -> Any:
-        try:
-            return await workflow.backout(change.ref, callbacks=console.callbacks(),
-                                          variables=variables, comment=args.comment)
-        finally:
-            await services.close()
 
-    result = asyncio.run(go())
+def _run_outcome(args: argparse.Namespace, result: Any) -> int:
+    """The change after an implementation or backout run: exit 0 when the run succeeded."""
     if args.json:
         print_json(result.change.to_dict())
     err(clean(result.message), prefix=False)
@@ -724,32 +682,21 @@ def cmd_backout(args: argparse.Namespace) -> int:
 @_guarded
 def cmd_review(args: argparse.Namespace) -> int:
     """``itop change review CHG --what-happened T [--incidents T] [--lessons T]``."""
-    services, workflow = _workflow(args)
-    before = workflow.get(args.ref).state
-    change = workflow.review(args.ref, what_happened=args.what_happened,
-                             incidents=args.incidents, lessons=args.lessons)
-    print(_transition_line(before, change))
-    return EXIT_OK
+    return _move(args, lambda workflow: workflow.review(
+        args.ref, what_happened=args.what_happened, incidents=args.incidents,
+        lessons=args.lessons))
 
 
 @_guarded
 def cmd_close(args: argparse.Namespace) -> int:
     """``itop change close CHG --code C --notes N``."""
-    services, workflow = _workflow(args)
-    before = workflow.get(args.ref).state
-    change = workflow.close(args.ref, args.code, args.notes)
-    print(_transition_line(before, change))
-    return EXIT_OK
+    return _move(args, lambda workflow: workflow.close(args.ref, args.code, args.notes))
 
 
 @_guarded
 def cmd_cancel(args: argparse.Namespace) -> int:
     """``itop change cancel CHG --reason R``."""
-    services, workflow = _workflow(args)
-    before = workflow.get(args.ref).state
-    change = workflow.cancel(args.ref, args.reason)
-    print(_transition_line(before, change))
-    return EXIT_OK
+    return _move(args, lambda workflow: workflow.cancel(args.ref, args.reason))
 
 
 @_guarded

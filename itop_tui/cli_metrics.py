@@ -31,15 +31,18 @@ from itop_tui.cli import (
     EXIT_OK,
     OperationFailed,
     UsageError,
+    add_actions,
     clean,
     err,
     format_bytes,
+    on_stop_signals,
     open_services,
     positive_float,
     print_json,
     select_or_all,
     select_some,
     table,
+    warn_recovered,
 )
 from itop_tui.domain.metrics import Sample
 from itop_tui.domain.models import Host
@@ -112,8 +115,7 @@ def register(sub: Any, add: Any) -> None:
                    help="stop after S seconds (default: at SIGTERM or Ctrl-C)")
     p.set_defaults(handler=cmd_collect)
 
-    report = add(sub, "report", "reports from the recorded history")
-    reports = report.add_subparsers(dest="report_command", metavar="REPORT", required=True)
+    reports = add_actions(add, sub, "report", "reports from the recorded history", metavar="REPORT")
     p = add(reports, "performance", "min, avg, p95, max per host and metric from the rollups")
     p.add_argument("selector", nargs="?", default=None,
                    help="host selector (default: every host with data, removed ones too)")
@@ -123,8 +125,7 @@ def register(sub: Any, add: Any) -> None:
     p.add_argument("--format", choices=REPORT_FORMATS, default="md", help="output format")
     p.set_defaults(handler=cmd_report_performance)
 
-    problems = add(sub, "problems", "show and acknowledge problems")
-    actions = problems.add_subparsers(dest="problems_command", metavar="ACTION", required=True)
+    actions = add_actions(add, sub, "problems", "show and acknowledge problems")
     p = add(actions, "list", "show open problems (--all: resolved ones too)")
     p.add_argument("--all", action="store_true", help="include resolved problems")
     p.add_argument("--json", action="store_true", help="print a JSON list of problems")
@@ -157,24 +158,13 @@ def state_record(host: str, state: str, error: str | None, at: float | None = No
 @contextlib.contextmanager
 def stop_on_signals(stop: asyncio.Event, caught: list[str]) -> Iterator[None]:
     """Set ``stop`` on SIGINT or SIGTERM (their names go to ``caught``) inside the block."""
-    loop = asyncio.get_running_loop()
-    installed: list[signal.Signals] = []
 
     def on_signal(sig: signal.Signals) -> None:
         caught.append(sig.name)
         stop.set()
 
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        try:
-            loop.add_signal_handler(sig, on_signal, sig)
-        except (NotImplementedError, RuntimeError, ValueError):
-            continue  # not the main thread: Ctrl-C then interrupts as usual
-        installed.append(sig)
-    try:
+    with on_stop_signals(on_signal):
         yield
-    finally:
-        for sig in installed:
-            loop.remove_signal_handler(sig)
 
 
 async def wait_until(stop: asyncio.Event, seconds: float | None) -> None:
@@ -553,8 +543,7 @@ def cmd_problems_list(args: argparse.Namespace) -> int:
     services = open_services(args)
     repo = ProblemRepository.in_data_dir(services.settings.data_dir)
     problems = repo.problems(include_resolved=bool(args.all))
-    if repo.store.recovery_message:
-        err(f"warning: {repo.store.recovery_message}")
+    warn_recovered(repo.store)
     if args.json:
         print_json([p.to_dict() for p in problems])
         return EXIT_OK

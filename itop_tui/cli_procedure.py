@@ -14,24 +14,37 @@ environment or from a prompt that does not echo.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import functools
-import getpass
-import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 from itop_tui.cli import (
+    EXIT_FAILED,
+    EXIT_OK,
     OperationFailed,
     UsageError,
+    add_actions,
     clean,
     err,
     open_services,
     positive_float,
     print_json,
+    run_closing,
+    split_assignment,
     table,
+    warn_recovered,
+    write_atomic,
+)
+from itop_tui.cli_prompt import (
+    SECRET_ENV_PREFIX,
+    RunConsole,
+    ask_secret,
+    env_value,
+    interactive,
+    prompt,
+    yes_or_note,
 )
 from itop_tui.domain.change import normalize_ref
 from itop_tui.domain.procedure import Procedure, Step, Variable
@@ -46,12 +59,10 @@ from itop_tui.services.procedure_repo import (
     RunBusy,
     RunNotFound,
     RunRepository,
+    StoredProcedure,
     normalize_run_id,
 )
 
-EXIT_OK = 0
-EXIT_FAILED = 1
-SECRET_ENV_PREFIX = "ITOP_VAR_"
 PROCEDURE_SUFFIXES = (".yaml", ".yml")
 
 COMMANDS: list[tuple[str, str]] = [
@@ -72,9 +83,7 @@ COMMANDS: list[tuple[str, str]] = [
 
 def register(sub: Any, add: Callable[[Any, str, str], argparse.ArgumentParser]) -> None:
     """Add ``itop procedure ...`` to the top-level subparsers ``sub``."""
-    group = add(sub, "procedure", "guided procedures: library, runs, approvals, reports")
-    actions = group.add_subparsers(dest="procedure_command", metavar="ACTION",
-                                   parser_class=type(group), required=True)
+    actions = add_actions(add, sub, "procedure", "guided procedures: library, runs, approvals, reports")
 
     p = add(actions, "list", "list the procedures in the library")
     p.add_argument("--json", action="store_true", help="print a JSON list")
@@ -222,9 +231,7 @@ def _run_id(text: str) -> str:
 def _repositories(services: Services) -> tuple[ProcedureRepository, RunRepository]:
     procedures = ProcedureRepository.in_data_dir(services.settings.data_dir)
     runs = RunRepository.in_data_dir(services.settings.data_dir)
-    for store in (procedures.store, runs.store):
-        if store.recovery_message:
-            err(f"warning: {store.recovery_message}")
+    warn_recovered(procedures.store, runs.store)
     return procedures, runs
 
 
@@ -257,9 +264,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 def cmd_show(args: argparse.Namespace) -> int:
     """``itop procedure show ID [--json]``."""
     procedures, _runs = _repositories(open_services(args))
-    stored = procedures.get(args.id)
-    if stored is None:
-        raise _unknown_procedure(procedures, args.id)
+    stored = _require_procedure(procedures, args.id)
     if args.json:
         print_json(stored.to_dict())
         return EXIT_OK
@@ -317,9 +322,12 @@ def _step_flags(step: Step) -> str:
     return ", ".join(flags)
 
 
-def _unknown_procedure(procedures: ProcedureRepository, procedure_id: str) -> UsageError:
-    known = ", ".join(p.id for p in procedures.all()) or "none imported yet"
-    return UsageError(f"no procedure {procedure_id!r} in the library (known: {known})")
+def _require_procedure(procedures: ProcedureRepository, procedure_id: str) -> StoredProcedure:
+    stored = procedures.get(procedure_id)
+    if stored is None:
+        known = ", ".join(p.id for p in procedures.all()) or "none imported yet"
+        raise UsageError(f"no procedure {procedure_id!r} in the library (known: {known})")
+    return stored
 
 
 def _procedure_files(paths: list[Path]) -> list[Path]:
@@ -402,19 +410,14 @@ def cmd_import(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     """``itop procedure export ID [-o FILE]``."""
     procedures, _runs = _repositories(open_services(args))
-    stored = procedures.get(args.id)
-    if stored is None:
-        raise _unknown_procedure(procedures, args.id)
+    stored = _require_procedure(procedures, args.id)
     text = (f"# Exported by itop: {stored.id} version {stored.version}, sha256 {stored.hash}\n"
             + dump_procedure(stored.procedure))
     if args.output is None:
         sys.stdout.write(text)
         return EXIT_OK
-    output = Path(args.output)
-    temp = output.with_name(f".{output.name}.itop-tmp")
-    temp.write_text(text, encoding="utf-8")
-    os.replace(temp, output)
-    err(f"wrote {stored.id} {stored.version} to {output}", prefix=False)
+    write_atomic(Path(args.output), text)
+    err(f"wrote {stored.id} {stored.version} to {args.output}", prefix=False)
     return EXIT_OK
 
 
@@ -424,10 +427,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 def _parse_vars(words: list[str], procedure: Procedure) -> dict[str, str]:
     values: dict[str, str] = {}
     for text in words:
-        name, sep, value = text.partition("=")
-        name = name.strip()
-        if not sep or not name:
-            raise UsageError(f"--var: expected NAME=VALUE, got {text!r}")
+        name, value = split_assignment(text, "NAME=VALUE")
         variable = procedure.variable(name)
         if variable is not None and variable.secret:
             raise UsageError(
@@ -441,25 +441,6 @@ def _parse_vars(words: list[str], procedure: Procedure) -> dict[str, str]:
     return values
 
 
-def _env_value(name: str) -> str | None:
-    for key in (f"{SECRET_ENV_PREFIX}{name}", f"{SECRET_ENV_PREFIX}{name.upper()}"):
-        if key in os.environ:
-            return os.environ[key]
-    return None
-
-
-def _interactive() -> bool:
-    return sys.stdin.isatty()
-
-
-def _prompt(text: str) -> str | None:
-    """Ask on the terminal (prompt on stderr, so --json output stays clean)."""
-    sys.stderr.write(text)
-    sys.stderr.flush()
-    line = sys.stdin.readline()
-    return None if not line else line.rstrip("\n")
-
-
 def _start_secrets(procedure: Procedure) -> dict[str, str]:
     """Secret values for a new run, from the environment or a prompt without echo."""
     values: dict[str, str] = {}
@@ -467,9 +448,9 @@ def _start_secrets(procedure: Procedure) -> dict[str, str]:
     for variable in procedure.variables:
         if not variable.secret or variable.name in asked_later:
             continue
-        value = _env_value(variable.name)
-        if value is None and _interactive():
-            value = getpass.getpass(f"{variable.name} (secret, not shown): ")
+        value = env_value(variable.name)
+        if value is None and interactive():
+            value = ask_secret(variable.name)
         if value is None:
             if variable.required:
                 raise UsageError(
@@ -488,13 +469,11 @@ def _needs_a_person(procedure: Procedure) -> bool:
     )
 
 
-class _Console:
+class _Console(RunConsole):
     """The CLI side of a run: prompts, confirmations and progress lines."""
 
     def __init__(self, args: argparse.Namespace) -> None:
-        self.yes = bool(args.yes)
-        self.json = bool(args.json)
-        self.out: TextIO = sys.stderr if self.json else sys.stdout
+        super().__init__(args)
         self.env_tried: set[str] = set()
 
     def callbacks(self) -> Any:
@@ -503,36 +482,26 @@ class _Console:
         return RunCallbacks(confirm=self.confirm, manual=self.manual, ask=self.ask,
                             observer=self.observe)
 
-    def write(self, text: str) -> None:
-        print(clean(text), file=self.out, flush=True)
+    def answer(self, question: str) -> bool | str:
+        return yes_or_note(prompt(f"{question} (y NOTE to add a note) "))
 
     def confirm(self, step: Step, hosts: list[str]) -> bool | str:
         if self.yes:
             return True
-        if not _interactive():
+        if not interactive():
             self.write(f"  step {step.id} changes things: confirm on a terminal, or pass --yes")
             return False
-        return _yes_or_note(_prompt(
-            f"Run {step.id} on {', '.join(hosts)}? [y/N] (y NOTE to add a note) "))
-
-    def manual(self, step: Step, hosts: list[str], instructions: str) -> bool | str:
-        if self.yes:
-            return "confirmed with --yes"
-        if not _interactive():
-            self.write(f"  manual step {step.id}: confirm it on a terminal, or pass --yes")
-            return False
-        return _yes_or_note(_prompt(
-            f"Done on {', '.join(hosts)}? [y/N] (y NOTE to add a note) "))
+        return self.answer(f"Run {step.id} on {', '.join(hosts)}? [y/N]")
 
     def ask(self, variable: Variable, step: Step | None, problem: str | None) -> str | None:
         if problem and step is not None:
             self.write(f"  {variable.name}: {problem}")
         if variable.name not in self.env_tried:
             self.env_tried.add(variable.name)
-            value = _env_value(variable.name)
+            value = env_value(variable.name)
             if value is not None:
                 return value
-        if not _interactive():
+        if not interactive():
             if self.yes and variable.default is not None and not problem:
                 return ""
             self.write(f"  {variable.name} is needed: give --var {variable.name}=VALUE"
@@ -542,10 +511,10 @@ class _Console:
         if variable.description:
             self.write(f"  {variable.name}: {variable.description}")
         if variable.secret:
-            return getpass.getpass(f"{variable.name} (secret, not shown): ")
+            return ask_secret(variable.name)
         default = f" [{variable.default}]" if variable.default is not None else ""
         choices = f" ({', '.join(variable.choices)})" if variable.choices else ""
-        return _prompt(f"{variable.name}{choices}{default}: ")
+        return prompt(f"{variable.name}{choices}{default}: ")
 
     def observe(self, event: Any) -> None:
         data = event.data
@@ -612,15 +581,6 @@ class _Console:
                 self.write(f"      {'>' if stream == 'output' else '!'} {line}")
 
 
-def _yes_or_note(answer: str | None) -> bool | str:
-    if answer is None:
-        return False
-    words = answer.strip().split(None, 1)
-    if not words or words[0].lower().rstrip(",:") not in ("y", "yes"):
-        return False
-    return words[1].strip() if len(words) > 1 and words[1].strip() else True
-
-
 def _execute(
     args: argparse.Namespace,
     services: Services,
@@ -631,15 +591,7 @@ def _execute(
     from itop_tui.ops.procedure_runner import ProcedureRunner
 
     runner = ProcedureRunner(services, console.callbacks(), approval_wait=args.wait)
-
-    async def go() -> ProcedureRun:
-        try:
-            run: ProcedureRun = await action(runner)
-            return run
-        finally:
-            await services.close()
-
-    run = asyncio.run(go())
+    run: ProcedureRun = run_closing(services, lambda: action(runner))
     for name, exc in sorted(runner.unknown_keys.items()):
         err(f"{name}: unknown host key (fingerprint {exc.fingerprint}); check it, then "
             f"`itop trust {name}`")
@@ -678,12 +630,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     services = open_services(args)
     services.require_writable("run procedures")
     procedures, _runs = _repositories(services)
-    stored = procedures.get(args.id)
-    if stored is None:
-        raise _unknown_procedure(procedures, args.id)
+    stored = _require_procedure(procedures, args.id)
     procedure = stored.procedure
     supplied = _parse_vars(args.var, procedure)
-    if not args.check and not args.yes and not _interactive() and _needs_a_person(procedure):
+    if not args.check and not args.yes and not interactive() and _needs_a_person(procedure):
         raise UsageError(
             f"{procedure.id} has steps that change things or need a person: confirm them on a "
             "terminal, pass --yes to confirm them all, or use --check"
@@ -813,9 +763,6 @@ def cmd_report(args: argparse.Namespace) -> int:
     if args.output is None:
         sys.stdout.write(text)
         return EXIT_OK
-    output = Path(args.output)
-    temp = output.with_name(f".{output.name}.itop-tmp")
-    temp.write_text(text, encoding="utf-8")
-    os.replace(temp, output)
-    err(f"wrote the report of {run.id} to {output}", prefix=False)
+    write_atomic(Path(args.output), text)
+    err(f"wrote the report of {run.id} to {args.output}", prefix=False)
     return EXIT_OK

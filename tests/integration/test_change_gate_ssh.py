@@ -12,9 +12,6 @@ whether something reached the host is seen on disk.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import textwrap
 import time
 from datetime import UTC, datetime, timedelta
@@ -22,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cli_helpers import MARK_PROCEDURE, ItopCli, approved_change, ssh_config, trust_sshd
 from sshd_harness import LISTEN_ADDRESSES
 
 from itop_tui.domain.change import parse_iso
@@ -29,27 +27,18 @@ from itop_tui.domain.change import parse_iso
 pytestmark = pytest.mark.integration
 
 
-class Itop:
-    """`python -m itop_tui` over one data dir and config, as alice or bob."""
+class Itop(ItopCli):
+    """`python -m itop_tui` over one data dir and config, as alice (default) or bob."""
 
     def __init__(self, root: Path, sshd: Any, extra_config: str = "") -> None:
+        super().__init__(root / "itop.yaml", root / "data", user="alice")
         self.root = root
-        self.data_dir = root / "data"
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        (self.data_dir / "known_hosts").write_text(
-            "".join(sshd.host_key_line(a) + "\n" for a in LISTEN_ADDRESSES))
+        trust_sshd(self.data_dir, sshd)
         self.work = root / "work"
         self.work.mkdir(exist_ok=True)
-        self.config = root / "itop.yaml"
         self.config.write_text(
-            "ssh:\n"
-            f"  config_files: [{json.dumps(str(sshd.ssh_config))}]\n"
-            "  known_hosts_files: []\n"
-            f"  identity_files: [{json.dumps(str(sshd.client_key))}]\n"
-            "  use_agent: false\n"
-            "  connect_timeout: 5\n"
-            "  connect_retries: 0\n"
-            "roles:\n  alice: operator\n  bob: approver\n  carol: approver\n"
+            ssh_config(sshd)
+            + "roles:\n  alice: operator\n  bob: approver\n  carol: approver\n"
             + extra_config
         )
         hosts = root / "hosts.csv"
@@ -62,41 +51,8 @@ class Itop:
         done = self("inventory", "import", str(hosts), user="alice")
         assert done.returncode == 0, done.stderr
 
-    def __call__(self, *args: str, user: str = "alice") -> subprocess.CompletedProcess[str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("ITOP_")}
-        env.update(ITOP_CONFIG=str(self.config), LOGNAME=user, USER=user)
-        done = subprocess.run(
-            [sys.executable, "-m", "itop_tui", "--data-dir", str(self.data_dir), *args],
-            env=env, capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
-        assert "Traceback" not in done.stderr, done.stderr
-        return done
-
-    def ok(self, *args: str, user: str = "alice") -> subprocess.CompletedProcess[str]:
-        done = self(*args, user=user)
-        assert done.returncode == 0, (args, done.stdout, done.stderr)
-        return done
-
-    def show(self, ref: str) -> dict[str, Any]:
-        return json.loads(self.ok("change", "show", ref, "--json").stdout)
-
-    def audit(self) -> list[dict[str, Any]]:
-        text = (self.data_dir / "audit.jsonl").read_text()
-        return [json.loads(line) for line in text.splitlines()]
-
     def touch(self, name: str) -> str:
         return f"touch {self.work / name}"
-
-
-def approved_change(itop: Itop, hosts: str) -> str:
-    """A normal change on ``hosts`` written by alice, assessed and approved by bob."""
-    done = itop.ok("change", "new", "--title", "Touch marks", "--description", "touch files",
-                   "--justification", "test the gate", "--hosts", hosts, "--impact", "none",
-                   "--outage", "no", "--backout-plan", "remove the marks", "--json")
-    ref = json.loads(done.stdout)["ref"]
-    itop.ok("change", "submit", ref)
-    itop.ok("change", "assess", ref, "--comment", "harmless", user="bob")
-    itop.ok("change", "approve", ref, "--comment", "go", user="bob")
-    return str(ref)
 
 
 def test_production_refuses_mutations_outside_an_approved_window(tmp_path: Path, sshd: Any) -> None:
@@ -239,26 +195,6 @@ async def test_gate_in_process_with_a_clock(trusted_settings: Any, sshd: Any) ->
     logged = [e.text for e in changes.require("CHG-2").work_log if e.kind == "run"]
     assert logged == ["run: echo under on testhost"]
     assert not [e for e in changes.require("CHG-1").work_log if e.kind == "run"]
-
-
-MARK_PROCEDURE = """
-    id: mark
-    title: Look, then write a mark
-    version: "1"
-    variables:
-      - name: dir
-        required: true
-    steps:
-      - id: look
-        title: Look at the directory
-        kind: check
-        command: ls {{ dir }}
-      - id: write
-        title: Write the mark
-        kind: command
-        command: |
-          d={{ dir }}; h={{ host }}; echo marked > "$d/mark-$h"
-"""
 
 
 def test_resume_on_production_needs_a_change_as_a_run_does(tmp_path: Path, sshd: Any) -> None:

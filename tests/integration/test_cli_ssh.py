@@ -3,57 +3,26 @@ discover, audit, and host keys that are unknown or changed."""
 
 from __future__ import annotations
 
-import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import psutil
 import pytest
+from cli_helpers import ItopCli, ssh_config
 
 pytestmark = pytest.mark.integration
 
 
-class Itop:
-    """Runs `python -m itop_tui` with a config pointing at the fixture's ssh files."""
-
-    def __init__(self, tmp_path: Path, sshd: Any, name: str = "itop") -> None:
-        self.config = tmp_path / f"{name}.yaml"
-        self.data_dir = tmp_path / f"{name}-data"
-        self.config.write_text(
-            "ssh:\n"
-            f"  config_files: [{json.dumps(str(sshd.ssh_config))}]\n"
-            "  known_hosts_files: []\n"
-            f"  identity_files: [{json.dumps(str(sshd.client_key))}]\n"
-            "  use_agent: false\n"
-            "  connect_timeout: 5\n"
-            "  connect_retries: 0\n"
-            "run:\n"
-            "  timeout: 30\n"
-        )
-
-    def __call__(self, *args: str) -> subprocess.CompletedProcess[str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("ITOP_")}
-        env["ITOP_CONFIG"] = str(self.config)
-        done = subprocess.run(
-            [sys.executable, "-m", "itop_tui", "--data-dir", str(self.data_dir), *args],
-            env=env, capture_output=True, text=True, timeout=90, stdin=subprocess.DEVNULL,
-        )
-        assert "Traceback" not in done.stderr, done.stderr
-        return done
-
-    def json(self, *args: str, status: int = 0) -> Any:
-        words = list(args)
-        split = words.index("--") if "--" in words else len(words)
-        done = self(*words[:split], "--json", *words[split:])
-        assert done.returncode == status, done.stderr
-        return json.loads(done.stdout)
+def sshd_itop(tmp_path: Path, sshd: Any, name: str = "itop") -> ItopCli:
+    """`python -m itop_tui` with a config pointing at the fixture's ssh files."""
+    config = tmp_path / f"{name}.yaml"
+    config.write_text(ssh_config(sshd) + "run:\n  timeout: 30\n")
+    return ItopCli(config, tmp_path / f"{name}-data", timeout=90)
 
 
 def test_import_trust_run_discover_and_audit(tmp_path: Path, sshd: Any) -> None:
-    itop = Itop(tmp_path, sshd)
+    itop = sshd_itop(tmp_path, sshd)
     fingerprint = sshd.host_key_fingerprint()
     imported = itop.json("inventory", "import", str(sshd.ssh_config), "--format", "ssh-config")
     assert (imported["hosts"], imported["added"]) == (3, 3)
@@ -121,7 +90,7 @@ def test_import_trust_run_discover_and_audit(tmp_path: Path, sshd: Any) -> None:
 
 
 def test_trusting_a_jumped_host_offers_the_unknown_hop_first(tmp_path: Path, sshd: Any) -> None:
-    itop = Itop(tmp_path, sshd)
+    itop = sshd_itop(tmp_path, sshd)
     assert itop("inventory", "add", "jumped").returncode == 0
     done = itop("trust", "jumped", "--yes")
     assert done.returncode == 0, done.stderr
@@ -132,7 +101,7 @@ def test_trusting_a_jumped_host_offers_the_unknown_hop_first(tmp_path: Path, ssh
 
 
 def test_changed_host_key_is_refused(tmp_path: Path, sshd: Any) -> None:
-    itop = Itop(tmp_path, sshd)
+    itop = sshd_itop(tmp_path, sshd)
     itop.data_dir.mkdir()
     other = tmp_path / "other_key"
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(other)], check=True)

@@ -11,11 +11,9 @@ second person is a second OS login: ``getpass.getuser()`` honours
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import signal
 import subprocess
-import sys
 import textwrap
 import time
 from collections.abc import Callable
@@ -23,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cli_helpers import ItopCli, ssh_config, trust_sshd
 from sshd_harness import LISTEN_ADDRESSES, free_port, pids_running
 
 from itop_tui.services.procedure_repo import ProcedureRun, RunRepository
@@ -194,53 +193,19 @@ PROCEDURES: dict[str, str] = {
 }
 
 
-def _config(sshd: Any, roles: dict[str, str]) -> str:
-    lines = [
-        "ssh:",
-        f"  config_files: [{json.dumps(str(sshd.ssh_config))}]",
-        "  known_hosts_files: []",
-        f"  identity_files: [{json.dumps(str(sshd.client_key))}]",
-        "  use_agent: false",
-        "  connect_timeout: 5",
-        "  connect_retries: 0",
-        "roles:" + ("" if roles else " {}"),
-        *(f"  {login}: {role}" for login, role in roles.items()),
-    ]
+def _roles(roles: dict[str, str]) -> str:
+    lines = ["roles:" + ("" if roles else " {}"), *(f"  {login}: {role}" for login, role in roles.items())]
     return "\n".join(lines) + "\n"
 
 
-class Itop:
-    """Runs `python -m itop_tui` over one data dir, as one OS login or another."""
+class Itop(ItopCli):
+    """`python -m itop_tui` over one data dir, as one OS login or another."""
 
     def __init__(self, root: Path, data_dir: Path, sshd: Any, roles: dict[str, str]) -> None:
-        self.data_dir = data_dir
-        self.config = root / "itop.yaml"
-        self.config.write_text(_config(sshd, roles))
+        super().__init__(root / "itop.yaml", data_dir)
+        self.config.write_text(ssh_config(sshd) + _roles(roles))
         self.work = root / "work"
         self.work.mkdir(exist_ok=True)
-
-    def env(self, user: str | None, extra: dict[str, str] | None) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("ITOP_")}
-        env["ITOP_CONFIG"] = str(self.config)
-        if user is not None:
-            env["LOGNAME"] = env["USER"] = user
-        env.update(extra or {})
-        return env
-
-    def argv(self, args: tuple[str, ...]) -> list[str]:
-        return [sys.executable, "-m", "itop_tui", "--data-dir", str(self.data_dir), *args]
-
-    def __call__(self, *args: str, user: str | None = None,
-                 env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-        done = subprocess.run(self.argv(args), env=self.env(user, env), capture_output=True,
-                              text=True, timeout=120, stdin=subprocess.DEVNULL)
-        assert "Traceback" not in done.stderr, done.stderr
-        return done
-
-    def popen(self, *args: str, user: str | None = None) -> subprocess.Popen[str]:
-        return subprocess.Popen(self.argv(args), env=self.env(user, None), text=True,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                stdin=subprocess.DEVNULL)
 
     def run(self, run_id: str = "RUN-1") -> ProcedureRun:
         return RunRepository.in_data_dir(self.data_dir).require(run_id)
@@ -258,10 +223,6 @@ class Itop:
             time.sleep(0.1)
         raise AssertionError("the run never got there")
 
-    def audit(self) -> list[dict[str, Any]]:
-        path = self.data_dir / "audit.jsonl"
-        return [json.loads(line) for line in path.read_text().splitlines()]
-
 
 @pytest.fixture(scope="module")
 def template(tmp_path_factory: pytest.TempPathFactory, sshd: Any) -> Path:
@@ -269,7 +230,7 @@ def template(tmp_path_factory: pytest.TempPathFactory, sshd: Any) -> Path:
     root = tmp_path_factory.mktemp("procedure-template")
     data = root / "data"
     data.mkdir()
-    (data / "known_hosts").write_text("".join(sshd.host_key_line(a) + "\n" for a in LISTEN_ADDRESSES))
+    trust_sshd(data, sshd)
     closed = free_port()
     rows = ["name,address,port,user"]
     for name, address, port in (("h1", 0, sshd.port), ("h2", 1, sshd.port), ("a1", 0, sshd.port),

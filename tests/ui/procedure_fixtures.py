@@ -7,8 +7,12 @@ here with fixed times so that snapshots do not depend on the clock.
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
+from textual.pilot import Pilot
 from ui_fixtures import open_services
 
 from itop_tui.bundled import procedures_dir
@@ -76,6 +80,17 @@ steps:
     instructions: Read the **Use%** column.
     command: df -P /
 """
+
+
+async def wait_for(pilot: Pilot[Any], test: Callable[[], bool], what: str,
+                   timeout: float = 30.0) -> None:
+    """Let the app run until ``test()`` holds (runs and look-ups work in the background)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if test():
+            return
+        await pilot.pause(0.05)
+    raise AssertionError(f"timed out waiting for {what}; screen is {type(pilot.app.screen).__name__}")
 
 
 def add_procedure(services: Services, text: str, *, fixed_time: bool = False) -> str:

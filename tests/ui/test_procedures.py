@@ -7,8 +7,6 @@ answer the runner's questions by pressing keys in the dialogs it opens.
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +17,7 @@ from procedure_fixtures import (
     local_hosts,
     procedure_services,
     second_login,
+    wait_for,
 )
 from textual.pilot import Pilot
 from textual.widgets import DataTable, Input, Markdown, Static
@@ -38,7 +37,6 @@ from itop_tui.widgets.run_form import RunForm
 from itop_tui.widgets.step_list import StepDetail, StepList
 
 SIZE = (160, 48)
-TIMEOUT = 30.0
 
 TEST_PROCEDURE = """
 id: ui-test
@@ -74,16 +72,6 @@ steps:
 """
 
 ROLES = {"tina": "trainee", "bob": "approver", "vic": "viewer"}
-
-
-async def wait_for(pilot: Pilot[Any], test: Callable[[], bool], what: str) -> None:
-    """Let the app run until ``test()`` holds (the runner works in the background)."""
-    deadline = time.monotonic() + TIMEOUT
-    while time.monotonic() < deadline:
-        if test():
-            return
-        await pilot.pause(0.05)
-    raise AssertionError(f"timed out waiting for {what}; screen is {type(pilot.app.screen).__name__}")
 
 
 async def open_pane(pilot: Pilot[Any]) -> ProceduresScreen:

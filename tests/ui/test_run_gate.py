@@ -8,13 +8,11 @@ real clock, since the gate decides with the real time.
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from procedure_fixtures import add_procedure, procedure_services, second_login
+from procedure_fixtures import add_procedure, procedure_services, second_login, wait_for
 from rich.text import Text
 from textual.pilot import Pilot
 from textual.widgets import DataTable, Input, Static
@@ -197,19 +195,6 @@ steps:
     command: |
       m={{ marker }}; echo marked >> "$m"
 """
-
-TIMEOUT = 30.0
-
-
-async def wait_for(pilot: Pilot[Any], test: Callable[[], bool], what: str) -> None:
-    """Let the app run until ``test()`` holds (runs and look-ups work in the background)."""
-    deadline = time.monotonic() + TIMEOUT
-    while time.monotonic() < deadline:
-        if test():
-            return
-        await pilot.pause(0.05)
-    raise AssertionError(f"timed out waiting for {what}; screen is {type(pilot.app.screen).__name__}")
-
 
 async def start_from_pane(pilot: Pilot[Any], mark: Path) -> ProcedureRunScreen:
     """Procedures pane, ``r`` on the procedure, the marker filled in, Ctrl+R."""

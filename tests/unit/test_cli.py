@@ -7,19 +7,17 @@ network address ever used is a closed port on 127.0.0.1.
 from __future__ import annotations
 
 import json
-import os
 import signal
 import socket
 import stat
 import subprocess
-import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import psutil
 import pytest
+from cli_helpers import ItopCli
 
 from itop_tui import __version__
 from itop_tui.cli import COMMANDS
@@ -37,35 +35,11 @@ run:
 """
 
 
-@dataclass
-class Itop:
-    """Runs `python -m itop_tui` with a private config and data dir."""
+class Itop(ItopCli):
+    """`python -m itop_tui` with a private config and data dir; audit events read by itop."""
 
-    config: Path
-    data_dir: Path
-
-    def env(self) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("ITOP_")}
-        env["ITOP_CONFIG"] = str(self.config)
-        return env
-
-    def argv(self, *args: str) -> list[str]:
-        return [sys.executable, "-m", "itop_tui", "--data-dir", str(self.data_dir), *args]
-
-    def __call__(self, *args: str, input: str | None = None) -> subprocess.CompletedProcess[str]:
-        done = subprocess.run(
-            self.argv(*args), env=self.env(), capture_output=True, text=True, timeout=60,
-            input=input, stdin=None if input is not None else subprocess.DEVNULL,
-        )
-        assert "Traceback" not in done.stderr, done.stderr
-        return done
-
-    def json(self, *args: str, status: int = 0) -> Any:
-        words = list(args)
-        split = words.index("--") if "--" in words else len(words)
-        done = self(*words[:split], "--json", *words[split:])
-        assert done.returncode == status, done.stderr
-        return json.loads(done.stdout)
+    def __init__(self, config: Path, data_dir: Path) -> None:
+        super().__init__(config, data_dir, timeout=60)
 
     def audit(self) -> list[dict[str, Any]]:
         events = self.json("audit", "list")

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from cli_helpers import isolate_config_lookup
 
 from itop_tui.settings import (
     ConfigError,
@@ -21,15 +22,8 @@ EXAMPLE = Path(__file__).resolve().parents[2] / "config" / "itop.example.yaml"
 
 @pytest.fixture(autouse=True)
 def clean_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """No ITOP_* variables, an empty cwd and an empty user config dir."""
-    monkeypatch.delenv("ITOP_CONFIG", raising=False)
-    monkeypatch.delenv("ITOP_DATA_DIR", raising=False)
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg-config"))
-    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg-data"))
-    work = tmp_path / "cwd"
-    work.mkdir()
-    monkeypatch.chdir(work)
-    return work
+    """No ITOP_* variables, an empty cwd (returned) and an empty user config dir."""
+    return isolate_config_lookup(tmp_path, monkeypatch)
 
 
 def write(path: Path, text: str) -> Path:

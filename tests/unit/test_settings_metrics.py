@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from cli_helpers import isolate_config_lookup
 
 from itop_tui.cli import main
 from itop_tui.domain.metrics import METRIC_NAMES
@@ -22,13 +23,7 @@ EXAMPLE = Path(__file__).resolve().parents[2] / "config" / "itop.example.yaml"
 @pytest.fixture(autouse=True)
 def clean_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """No ITOP_* variables and an empty cwd, so only the files written here count."""
-    monkeypatch.delenv("ITOP_CONFIG", raising=False)
-    monkeypatch.delenv("ITOP_DATA_DIR", raising=False)
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg-config"))
-    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg-data"))
-    work = tmp_path / "cwd"
-    work.mkdir()
-    monkeypatch.chdir(work)
+    isolate_config_lookup(tmp_path, monkeypatch)
 
 
 def write(tmp_path: Path, text: str) -> Path:
