@@ -28,14 +28,18 @@ from itop_tui.cli import (
     EXIT_OK,
     OperationFailed,
     UsageError,
+    add_actions,
     clean,
     err,
     format_bytes,
+    non_negative_int,
+    on_stop_signals,
     open_services,
     positive_float,
     positive_int,
     print_json,
     table,
+    warn_recovered,
 )
 from itop_tui.domain.backup import (
     COMPRESSIONS,
@@ -50,6 +54,7 @@ from itop_tui.domain.backup import (
     parse_utc,
 )
 from itop_tui.ops.backup_runner import (
+    SCHEDULER_INTERVAL,
     BackupError,
     BackupRunner,
     ConfirmationNeeded,
@@ -82,8 +87,7 @@ PROGRESS_LINE_EVERY = 5.0
 
 def register(sub: Any, add: Any) -> None:
     """Add ``itop backup`` to ``itop``'s subparsers (the cli.EXTENSIONS hook)."""
-    backup = add(sub, "backup", "define, run, verify, restore and prune backups")
-    actions = backup.add_subparsers(dest="backup_command", metavar="ACTION", required=True)
+    actions = add_actions(add, sub, "backup", "define, run, verify, restore and prune backups")
 
     p = add(actions, "list", "list backup jobs")
     p.add_argument("--json", action="store_true", help="print a JSON list of jobs")
@@ -163,7 +167,8 @@ def register(sub: Any, add: Any) -> None:
     p.add_argument("--exclude", action="append", default=[], dest="excludes", metavar="PATTERN",
                    help="pattern to leave out (repeatable)")
     p.add_argument("--destination", default="",
-                   help="tar: directory on this machine (default <backup root>/NAME); "
+                   help="tar: a directory on this machine (default <backup root>/NAME), or "
+                        "ssh://HOST/DIR: directory DIR on backup host HOST of the inventory; "
                         "restic: the repository as the host sees it")
     p.add_argument("--password-file", default=None, metavar="PATH",
                    help="restic: the password file's path on the host")
@@ -172,7 +177,7 @@ def register(sub: Any, add: Any) -> None:
     p.add_argument("--schedule", default=None, metavar="CRON",
                    help="cron expression in UTC, e.g. '0 2 * * *'")
     for bucket in ("last", "daily", "weekly", "monthly"):
-        p.add_argument(f"--keep-{bucket}", type=_count, default=0, metavar="N")
+        p.add_argument(f"--keep-{bucket}", type=non_negative_int, default=0, metavar="N")
     p.add_argument("--verify", choices=VERIFY_WHEN, default="after-backup", dest="verify_when")
     p.add_argument("--verify-scope", choices=VERIFY_SCOPES, default="full")
     p.add_argument("--verify-sample-percent", type=positive_float, default=10.0, metavar="P")
@@ -197,16 +202,6 @@ def register(sub: Any, add: Any) -> None:
         p.set_defaults(handler=functools.partial(cmd_pause, paused=paused))
 
 
-def _count(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
-    return value
-
-
 # -- shared ----------------------------------------------------------------------
 
 
@@ -227,9 +222,7 @@ def _runner(args: argparse.Namespace) -> BackupRunner:
     services = open_services(args)
     with _errors():
         runner = BackupRunner(services)
-    store = runner.repo.store
-    if store.recovery_message:
-        err(f"warning: {store.recovery_message}")
+    warn_recovered(runner.repo.store)
     return runner
 
 
@@ -238,31 +231,30 @@ def _run_async(runner: BackupRunner, work: Callable[[asyncio.Event], Awaitable[T
 
     async def go() -> T:
         cancel = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        installed: list[signal.Signals] = []
 
         def on_signal(sig: signal.Signals) -> None:
             err(f"{sig.name}: cancelling (the runs are recorded as cancelled)")
             cancel.set()
-            for one in installed:
-                loop.remove_signal_handler(one)
-            installed.clear()
 
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            try:
-                loop.add_signal_handler(sig, on_signal, sig)
-                installed.append(sig)
-            except (NotImplementedError, RuntimeError, ValueError):
-                continue
         try:
-            with _errors():
+            with on_stop_signals(on_signal, once=True), _errors():
                 return await work(cancel)
         finally:
-            for sig in installed:
-                loop.remove_signal_handler(sig)
             await runner.services.close()
 
     return asyncio.run(go())
+
+
+def _run_with_progress(
+    runner: BackupRunner,
+    work: Callable[[Callable[[Progress], None], asyncio.Event], Awaitable[T]],
+) -> T:
+    """:func:`_run_async` with ``work(on_progress, cancel)`` reporting progress on stderr."""
+    printer = _ProgressPrinter()
+    try:
+        return _run_async(runner, lambda cancel: work(printer, cancel))
+    finally:
+        printer.done()
 
 
 class _ProgressPrinter:
@@ -271,14 +263,21 @@ class _ProgressPrinter:
     def __init__(self) -> None:
         self.tty = sys.stderr.isatty()
         self._last: dict[str, float] = {}
+        self._held: dict[str, Progress] = {}
+        """The latest report of each run not printed yet (between two lines)."""
         self._shown = False
 
     def __call__(self, progress: Progress) -> None:
         now = time.monotonic()
         key = f"{progress.run_id}"
         if not self.tty and now - self._last.get(key, 0.0) < PROGRESS_LINE_EVERY:
+            self._held[key] = progress
             return
         self._last[key] = now
+        self._held.pop(key, None)
+        self._write(progress)
+
+    def _write(self, progress: Progress) -> None:
         line = clean(f"{progress.job}@{progress.host} {progress.kind} {progress.run_id}: "
                      f"{progress.describe()}")
         if self.tty:
@@ -289,15 +288,21 @@ class _ProgressPrinter:
         sys.stderr.flush()
 
     def done(self) -> None:
+        """End the display: the last report of every run is the last line shown of it."""
         if self.tty and self._shown:
             sys.stderr.write("\r\x1b[K")
             sys.stderr.flush()
+        for progress in self._held.values():
+            self._write(progress)
+        self._held.clear()
 
 
 def _age(text: str | None, now: datetime) -> str:
     if not text:
         return "never"
     seconds = max(0.0, (now - parse_utc(text)).total_seconds())
+    if seconds < 60:
+        return f"{int(seconds)}s ago"
     if seconds < 3600:
         return f"{int(seconds // 60)}m ago"
     if seconds < 48 * 3600:
@@ -312,12 +317,17 @@ def _duration(run: BackupRun) -> str:
     return f"{seconds:.0f}s" if seconds < 120 else f"{seconds / 60:.1f}m"
 
 
+def run_status_text(run: BackupRun) -> str:
+    """``succeeded``, or ``succeeded (pruned)`` for a backup a prune deleted."""
+    return run.status + (" (pruned)" if run.detail.get("pruned_by") else "")
+
+
 def _run_rows(runs: list[BackupRun]) -> str:
     rows = [["RUN", "JOB", "HOST", "KIND", "STATUS", "START", "DURATION", "SIZE", "FILES", "OF",
              "ARCHIVE / SNAPSHOT"]]
     for run in runs:
         rows.append([clean(c) for c in (
-            run.id, run.job, run.host, run.kind, run.status, run.start, _duration(run),
+            run.id, run.job, run.host, run.kind, run_status_text(run), run.start, _duration(run),
             format_bytes(run.bytes), "" if run.files is None else run.files, run.of_run or "",
             run.archive or run.snapshot_id or "")])
     return table(rows)
@@ -354,8 +364,9 @@ def cmd_list(args: argparse.Namespace) -> int:
     for job in jobs:
         rows.append([clean(c) for c in (
             job.id, job.name, job.hosts, job.method, job.schedule or "manual",
-            job.retention.describe(), f"{job.verify.when} ({job.verify.scope})",
-            f"{job.rpo_hours:g}h" if job.rpo_hours else "", job.origin,
+            "-" if job.method == "command" else job.retention.describe(),
+            "-" if job.method == "command" else f"{job.verify.when} ({job.verify.scope})",
+            _hours(job.rpo_hours), job.origin,
             "active" if job.active else ("paused" if job.paused else "disabled"))])
     print(table(rows))
     return EXIT_OK
@@ -375,13 +386,27 @@ def cmd_status(args: argparse.Namespace) -> int:
     if args.json:
         print_json([r.to_dict() for r in rows])
     elif not rows:
-        err("no backup jobs with hosts", prefix=False)
+        err("no backup jobs (define them under backups.jobs in the config, or with "
+            "`itop backup add`)", prefix=False)
     else:
         print(table(_status_rows(rows, now)))
     for row in breached:
-        err(clean(f"{row.job}@{row.host}: RPO of {row.rpo_hours:g}h breached "
-                  f"(last good backup {_age(row.last_success.end if row.last_success else None, now)})"))
+        if row.last_success is not None:
+            since = f"last good backup {_age(row.last_success.end, now)}"
+        else:
+            since = f"no good backup since the job was created {_age(row.created, now)}"
+        err(clean(f"{row.job}@{row.host}: RPO of {_hours(row.rpo_hours)} breached ({since})"))
     return EXIT_FAILED if breached else EXIT_OK
+
+
+def _hours(hours: float | None) -> str:
+    """``26h``; an RPO under an hour in minutes or seconds (``0.01h`` reads as ``36s``)."""
+    if hours is None:
+        return ""
+    if hours >= 1:
+        return f"{hours:g}h"
+    seconds = hours * 3600
+    return f"{seconds / 60:g}m" if seconds >= 60 else f"{seconds:g}s"
 
 
 def _status_rows(rows: list[HostStatus], now: datetime) -> list[list[str]]:
@@ -389,37 +414,50 @@ def _status_rows(rows: list[HostStatus], now: datetime) -> list[list[str]]:
                    "RPO"]]
     for row in rows:
         last = row.last_run
+        if not row.has_host:
+            table_rows.append([clean(c) for c in (
+                row.job, "(no host matches)", row.state, "-", "-", "-", "-",
+                _hours(row.rpo_hours))])
+            continue
         table_rows.append([clean(c) for c in (
             row.job, row.host, row.state,
             f"{last.status} {_age(last.start, now)}" if last else "never",
             _age(row.last_success.end if row.last_success else None, now),
             _age(row.last_verified.end if row.last_verified else None, now),
-            row.next_due or ("paused" if not row.active else "manual"),
-            f"{row.rpo_hours:g}h {row.rpo_state}" if row.rpo_hours else "")])
+            next_due_text(row.next_due, now) if row.next_due
+            else ("paused" if not row.active else "manual"),
+            f"{_hours(row.rpo_hours)} {row.rpo_state}" if row.rpo_hours else "")])
     return table_rows
+
+
+def next_due_text(next_due: str, now: datetime) -> str:
+    """A due time to show: ``now`` for a slot just due, ``overdue since ...`` for an older one.
+
+    The next due time is computed from the last handled slot, so it is in
+    the past while a due job waits for a scheduler (the TUI, or
+    ``itop backup run-due``).
+    """
+    due = parse_utc(next_due)
+    if due > now:
+        return f"{due:%Y-%m-%d %H:%M}"
+    if (now - due).total_seconds() < 2 * SCHEDULER_INTERVAL:
+        return "now"
+    return f"overdue since {due:%Y-%m-%d %H:%M}"
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     """``itop backup run JOB [--host H] [--json]``."""
     runner = _runner(args)
-    printer = _ProgressPrinter()
-    try:
-        runs = _run_async(runner, lambda cancel: runner.run_job(
-            args.job, args.host, on_progress=printer, cancel=cancel))
-    finally:
-        printer.done()
+    runs = _run_with_progress(runner, lambda progress, cancel: runner.run_job(
+        args.job, args.host, on_progress=progress, cancel=cancel))
     return _report_runs(runs, args.json)
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
     """``itop backup verify JOB [--run ID] [--host H] [--json]``."""
     runner = _runner(args)
-    printer = _ProgressPrinter()
-    try:
-        runs = _run_async(runner, lambda cancel: runner.verify(
-            args.job, args.run, args.host, on_progress=printer, cancel=cancel))
-    finally:
-        printer.done()
+    runs = _run_with_progress(runner, lambda progress, cancel: runner.verify(
+        args.job, args.run, args.host, on_progress=progress, cancel=cancel))
     return _report_runs(runs, args.json)
 
 
@@ -439,15 +477,11 @@ def cmd_files(args: argparse.Namespace) -> int:
 def cmd_restore(args: argparse.Namespace) -> int:
     """``itop backup restore JOB --run ID (--to PATH | --in-place --yes) [--dry-run]``."""
     runner = _runner(args)
-    printer = _ProgressPrinter()
-    try:
-        result = _run_async(runner, lambda cancel: runner.restore(
-            args.job, args.run, to=args.to, in_place=bool(args.in_place),
-            to_host=args.to_host, paths=args.paths,
-            dry_run=bool(args.dry_run), confirmed=bool(args.yes), change=args.change,
-            on_progress=printer, cancel=cancel))
-    finally:
-        printer.done()
+    result = _run_with_progress(runner, lambda progress, cancel: runner.restore(
+        args.job, args.run, to=args.to, in_place=bool(args.in_place),
+        to_host=args.to_host, paths=args.paths,
+        dry_run=bool(args.dry_run), confirmed=bool(args.yes), change=args.change,
+        on_progress=progress, cancel=cancel))
     if args.json:
         print_json(result.to_dict())
     elif result.dry_run:
@@ -468,12 +502,8 @@ def cmd_restore(args: argparse.Namespace) -> int:
 def cmd_prune(args: argparse.Namespace) -> int:
     """``itop backup prune JOB [--host H] [--dry-run] [--json]``."""
     runner = _runner(args)
-    printer = _ProgressPrinter()
-    try:
-        reports = _run_async(runner, lambda cancel: runner.prune(
-            args.job, args.host, dry_run=bool(args.dry_run), on_progress=printer, cancel=cancel))
-    finally:
-        printer.done()
+    reports = _run_with_progress(runner, lambda progress, cancel: runner.prune(
+        args.job, args.host, dry_run=bool(args.dry_run), on_progress=progress, cancel=cancel))
     if args.json:
         print_json([r.to_dict() for r in reports])
     else:
@@ -495,12 +525,8 @@ def cmd_prune(args: argparse.Namespace) -> int:
 def cmd_run_due(args: argparse.Namespace) -> int:
     """``itop backup run-due [--json]``: one pass of the scheduler."""
     runner = _runner(args)
-    printer = _ProgressPrinter()
-    try:
-        results = _run_async(runner, lambda cancel: runner.run_due(on_progress=printer,
-                                                                   cancel=cancel))
-    finally:
-        printer.done()
+    results = _run_with_progress(runner, lambda progress, cancel: runner.run_due(
+        on_progress=progress, cancel=cancel))
     runs = [run for result in results for run in result.runs]
     if args.json:
         print_json([r.to_dict() for r in results])
@@ -548,6 +574,8 @@ def cmd_add(args: argparse.Namespace) -> int:
         job.timeout = args.timeout
     with _errors():
         added = runner.add_job(job)
+    for warning in runner.check_job_hosts(added):
+        err(clean(f"warning: {warning}"))
     if args.json:
         print_json(added.to_dict())
     else:

@@ -43,9 +43,11 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from itop_tui.domain.backup import (
+    SSH_SCHEME,
     BackupJob,
     BackupRun,
     effective_status,
+    parse_ssh_destination,
     parse_utc,
     rpo_state,
     utc_now_text,
@@ -64,6 +66,7 @@ from itop_tui.services.backup_methods import (
     PruneOutcome,
     RestoreRequest,
     RunLog,
+    check_new_directory,
     method_for,
 )
 from itop_tui.services.backup_repo import BackupRecordError, BackupRepository, SyncResult
@@ -78,7 +81,11 @@ HOSTS_AT_ONCE = 4
 # How often the TUI should call run_due(): cron has minute resolution.
 SCHEDULER_INTERVAL = 60.0
 RPO_SEVERITY = "critical"
+NO_HOSTS = "no hosts"
+"""The state of a job's row when its selector matches no host of the inventory."""
 RATE_WINDOW = 3.0
+# Below this span the window says too little: the rate is the average since the start.
+RATE_MIN_SPAN = 1.0
 COMMAND_OUTPUT_SHOWN = 2000
 
 
@@ -130,6 +137,35 @@ class Progress:
 ProgressCallback = Callable[[Progress], None]
 
 
+class RateMeter:
+    """Bytes per second over the last :data:`RATE_WINDOW` seconds, or since the start.
+
+    The first samples of a run (and the only ones of a short run) span too
+    little time for a window rate, which would read 0: until the window spans
+    :data:`RATE_MIN_SPAN` the rate is the average since ``started``.
+    ``clock`` is a monotonic clock (tests pass their own).
+    """
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self.clock = clock
+        self.started = clock()
+        self._samples: deque[tuple[float, int]] = deque()
+
+    def add(self, done: int) -> tuple[float, float]:
+        """Record ``done`` bytes so far; returns (rate in bytes/s, seconds since the start)."""
+        now = self.clock()
+        samples = self._samples
+        samples.append((now, done))
+        while len(samples) > 2 and now - samples[0][0] > RATE_WINDOW:
+            samples.popleft()
+        first_time, first_done = samples[0]
+        span = now - first_time
+        elapsed = now - self.started
+        if span >= RATE_MIN_SPAN:
+            return (done - first_done) / span, elapsed
+        return (done / elapsed if elapsed > 0 else 0.0), elapsed
+
+
 @dataclass
 class HostStatus:
     """Where one job stands on one host (a row of ``itop backup status`` and of the pane)."""
@@ -148,6 +184,13 @@ class HostStatus:
     last_success: BackupRun | None = None
     last_verified: BackupRun | None = None
     now: datetime = field(default_factory=lambda: datetime.now(UTC))
+    created: str | None = None
+    """When the job was created: the RPO counts from there until a first good backup."""
+
+    @property
+    def has_host(self) -> bool:
+        """False for the row of a job whose selector matches no host (``host`` is empty)."""
+        return bool(self.host)
 
     def age_hours(self, run: BackupRun | None) -> float | None:
         """Hours since ``run`` ended (or started), None without a run."""
@@ -156,14 +199,28 @@ class HostStatus:
         return round((self.now - parse_utc(run.end or run.start)).total_seconds() / 3600, 2)
 
     @property
+    def rpo_age_hours(self) -> float | None:
+        """Hours the RPO counts: since the last good backup, else since the job's creation."""
+        if self.last_success is not None:
+            return self.age_hours(self.last_success)
+        if self.created is None:
+            return None
+        return round((self.now - parse_utc(self.created)).total_seconds() / 3600, 2)
+
+    @property
     def state(self) -> str:
-        """``running``, ``paused``, ``breached`` (RPO), ``failed`` (last run), ``ok`` or ``never``."""
+        """``no hosts``, ``running``, ``paused``, ``breached`` (RPO), ``cancelled`` or
+        ``failed`` (the last backup), ``ok`` or ``never``."""
+        if not self.has_host:
+            return NO_HOSTS
         if self.running:
             return "running"
         if not self.active:
             return "paused"
         if self.rpo_state == "breached":
             return "breached"
+        if self.last_run is not None and self.last_run.status == "cancelled":
+            return "cancelled"
         if self.last_run is not None and not self.last_run.good:
             return "failed"
         return "ok" if self.last_success else "never"
@@ -178,7 +235,8 @@ class HostStatus:
                     "bytes": run.bytes, "files": run.files}
 
         return {
-            "job": self.job, "job_id": self.job_id, "host": self.host, "method": self.method,
+            "job": self.job, "job_id": self.job_id, "host": self.host or None,
+            "method": self.method,
             "schedule": self.schedule, "active": self.active, "running": self.running,
             "state": self.state, "next_due": self.next_due, "rpo_hours": self.rpo_hours,
             "rpo_state": self.rpo_state,
@@ -321,9 +379,31 @@ def change_gate_for(services: Services) -> ChangeGateHook:
     """The project's change gate (:mod:`itop_tui.ops.change_gate`) as a hook."""
 
     def gate(hosts: Sequence[Host], change_ref: str | None, what: str) -> None:
-        from itop_tui.ops.change_gate import ChangeGate
+        from dataclasses import replace
 
-        ChangeGate(services).require(hosts, mutating=True, change_ref=change_ref, what=what)
+        from itop_tui.domain.change import normalize_ref
+        from itop_tui.ops.change_gate import REMEDIES, ChangeGate, ChangeRequired
+
+        gate = ChangeGate(services)
+        if change_ref is not None:
+            # A change that does not exist is a usage mistake (exit 2), not a refusal.
+            try:
+                ref = normalize_ref(change_ref)
+            except ValueError as exc:
+                raise BackupError(f"--change: {exc}") from None
+            if gate.changes.get(ref) is None:
+                raise BackupError(f"no change {ref} (see `itop change list`)")
+        try:
+            gate.require(hosts, mutating=True, change_ref=change_ref, what=what)
+        except ChangeRequired as exc:
+            decision = exc.decision
+            if decision.reason.endswith(REMEDIES):
+                # A restore takes only --change: name no option it does not have.
+                reason = (decision.reason.removesuffix(REMEDIES)
+                          + ". Restore in place under an approved change with --change CHG-N, "
+                            "or restore into a new directory with --to PATH")
+                raise ChangeRequired(replace(decision, reason=reason)) from None
+            raise
 
     return gate
 
@@ -395,6 +475,7 @@ class BackupRunner:
             raise BackupError(f"job {job.name!r} is defined in the config file "
                               f"{self.services.settings.config_label}")
         job.origin = "manual"
+        self.check_job_hosts(job)
         added = self.repo.add_job(job, utc_now_text(self.clock()))
         self.services.audit.append("backup.job.add", added.name, added.definition())
         return added
@@ -413,6 +494,7 @@ class BackupRunner:
                               f"{self.services.settings.config_label}: edit it there")
         if job.name != current.name:
             raise BackupError(f"a job keeps its name: {current.name!r} cannot become {job.name!r}")
+        self.check_job_hosts(job)
         definition = {k: v for k, v in job.definition().items() if k != "name"}
         try:
             updated = self.repo.update_job(current.name, **definition)
@@ -447,8 +529,8 @@ class BackupRunner:
         if host is not None:
             chosen = [h for h in hosts if h.name == host]
             if not chosen:
-                raise BackupError(f"host {host!r} is not one of the hosts of job {job.name!r} "
-                                  f"({job.hosts}: {', '.join(h.name for h in hosts) or 'none'})")
+                raise BackupError(f"host {host!r} is not one of the hosts of job {job.name!r}: "
+                                  f"{_selection_text(job, hosts)}")
             return chosen
         if not hosts:
             raise BackupError(f"the hosts selector {job.hosts!r} of job {job.name!r} "
@@ -584,6 +666,7 @@ class BackupRunner:
         """Verify one backup run, or the newest good backup of each host (or of ``host``)."""
         self.services.require_writable("verify backups")
         job = self.job(name)
+        _refuse_command_method(job, "verify")
         cancel = cancel or asyncio.Event()
         targets = self._verify_targets(job, run_id, host)
         hosts = {h.name: h for h in select_hosts(self.services.inventory.load(), job.hosts)}
@@ -602,6 +685,7 @@ class BackupRunner:
             if target.kind != "backup" or not target.good:
                 raise BackupError(f"{target.id} is a {target.status} {target.kind} run, "
                                   f"not a good backup: nothing to verify")
+            _refuse_pruned(target, "verified")
             return [target]
         names = [h.name for h in self.hosts_of(job, host)]
         newest: dict[str, BackupRun] = {}
@@ -651,6 +735,7 @@ class BackupRunner:
         approval (``change`` names it).
         """
         job = self.job(name)
+        _refuse_command_method(job, "restore")
         target = self._run_of(job, run_id)
         if target.kind != "backup" or not target.good:
             raise BackupError(f"{target.id} is a {target.status} {target.kind} run, "
@@ -661,6 +746,7 @@ class BackupRunner:
         if to is not None and not to.startswith("/"):
             raise BackupError(f"the restore directory must be an absolute path on "
                               f"{target.host}, got {to!r}")
+        _refuse_pruned(target, "restored")
         host = self._host_named(to_host or target.host)
         request = RestoreRequest(None if in_place else to, tuple(paths), dry_run)
         where = "/ (in place)" if in_place else str(to)
@@ -677,6 +763,15 @@ class BackupRunner:
             self.change_gate([host], change,
                              f"backup restore in place: job {job.name}, {target.id}")
         cancel = cancel or asyncio.Event()
+        if to is not None:
+            # Refused before any run is recorded: a usage mistake, not a failed restore.
+            probe = self._context(job, host, target, None, cancel)
+            try:
+                refusal = await check_new_directory(probe, to)
+            except TransportError:
+                refusal = None  # unreachable: the restore run records the failure
+            if refusal:
+                raise BackupError(refusal)
         with self._locked(job):
             run = await self._start(job, host, "restore", of_run=target.id)
             run.detail["target"] = where
@@ -694,7 +789,9 @@ class BackupRunner:
     async def list_files(self, name: str, run_id: str, limit: int | None = None) -> list[FileEntry]:
         """The files in a backup run (the manifest, or ``restic ls``), at most ``limit``."""
         job = self.job(name)
+        _refuse_command_method(job, "list the files of")
         target = self._run_of(job, run_id)
+        _refuse_pruned(target, "listed")
         host = self._host_named(target.host)
         ctx = self._context(job, host, target, None, asyncio.Event())
         return await self._call_list(self.method(job).list_files(ctx, target, None, limit))
@@ -855,12 +952,18 @@ class BackupRunner:
         runs = self.repo.runs()
         rows: list[HostStatus] = []
         for job in self.jobs():
-            hosts = [h.name for h in select_hosts(inventory, job.hosts)]
-            # Hosts that left the selector but have history stay visible.
-            hosts += sorted({r.host for r in runs if r.job == job.name} - set(hosts))
+            hosts = self._status_hosts(job, inventory, runs)
             lock = self.lock_for(job)
             running = lock.is_held()
             next_time = self.next_due(job) if job.active else None
+            if not hosts:
+                # Still listed, so that it can be seen, edited and removed.
+                rows.append(HostStatus(
+                    job=job.name, job_id=job.id, host="", method=job.method,
+                    schedule=job.schedule, active=job.active, running=False,
+                    next_due=utc_now_text(next_time) if next_time else None,
+                    rpo_hours=job.rpo_hours, rpo_state="none", now=moment,
+                    created=job.created))
             for host in hosts:
                 mine = [r for r in runs if r.job == job.name and r.host == host]
                 backups = [r for r in mine if r.kind == "backup"]
@@ -878,9 +981,20 @@ class BackupRunner:
                     rpo_hours=job.rpo_hours,
                     rpo_state=rpo_state(job, last_success.end if last_success else None, moment),
                     last_run=last_run, last_success=last_success, last_verified=last_verified,
-                    now=moment,
+                    now=moment, created=job.created,
                 ))
         return rows
+
+    @staticmethod
+    def _status_hosts(job: BackupJob, inventory: Any, runs: list[BackupRun]) -> list[str]:
+        """The hosts the job selects, then those it backed up before but no longer selects.
+
+        Only backup runs count: a restore onto another host (``--to-host``)
+        does not make that host one of the job's.
+        """
+        hosts = [h.name for h in select_hosts(inventory, job.hosts)]
+        former = {r.host for r in runs if r.job == job.name and r.kind == "backup"}
+        return hosts + sorted(former - set(hosts))
 
     def check_rpo(self, now: datetime | None = None, job_name: str | None = None) -> list[RpoChange]:
         """Open a Problem for each job and host past its RPO; resolve those back within it.
@@ -892,13 +1006,13 @@ class BackupRunner:
             return []
         moment = now or self.clock()
         changes: list[RpoChange] = []
-        for row in self.status(moment):
-            if job_name is not None and row.job != job_name:
-                continue
-            if row.rpo_hours is None:
+        rows = [r for r in self.status(moment) if job_name is None or r.job == job_name]
+        changes += self._resolve_strays(rows, moment, job_name)
+        for row in rows:
+            if row.rpo_hours is None or not row.has_host:
                 continue
             source = f"backup:{row.job}"
-            age = row.age_hours(row.last_success)
+            age = row.rpo_age_hours
             if row.rpo_state == "breached":
                 problem, created = self.problems.open(
                     row.host, source, RPO_SEVERITY, moment.timestamp(), value=age,
@@ -916,6 +1030,32 @@ class BackupRunner:
                     self.services.audit.append("backup.rpo.resolved", f"{row.job}@{row.host}", {
                         "problem": resolved.id,
                         "last_success": row.last_success.id if row.last_success else None})
+        return changes
+
+    def _resolve_strays(self, rows: list[HostStatus], moment: datetime,
+                        job_name: str | None) -> list[RpoChange]:
+        """Resolve RPO problems of a job on a host that has no status row with an RPO.
+
+        Such problems are left by an older itop (which counted restore
+        targets as hosts of the job), by a job whose RPO was removed, or by a
+        host that left the job; nothing would ever resolve them otherwise.
+        """
+        watched = {(r.job, r.host) for r in rows if r.rpo_hours is not None and r.has_host}
+        jobs = {j.name for j in self.jobs()}
+        changes: list[RpoChange] = []
+        for problem in self.problems.open_problems():
+            if not problem.metric.startswith("backup:"):
+                continue
+            job = problem.metric.removeprefix("backup:")
+            if job_name is not None and job != job_name:
+                continue
+            if job in jobs and (job, problem.host) in watched:
+                continue
+            resolved = self.problems.resolve(problem.host, problem.metric, moment.timestamp())
+            if resolved is not None:
+                changes.append(RpoChange(job, problem.host, "resolved", resolved.id, None))
+                self.services.audit.append("backup.rpo.resolved", f"{job}@{problem.host}", {
+                    "problem": resolved.id, "why": "no RPO is watched for this job and host"})
         return changes
 
     def history(self, name: str, host: str | None = None,
@@ -942,26 +1082,40 @@ class BackupRunner:
     def _host_named(self, name: str) -> Host:
         host = self.services.inventory.get_host(name)
         if host is None:
-            raise BackupError(f"host {name!r} is no longer in the inventory")
+            raise BackupError(f"host {name!r} is not in the inventory (see `itop inventory list`)")
         return host
+
+    def check_job_hosts(self, job: BackupJob) -> list[str]:
+        """Check a job's hosts against the inventory before it is stored; its warnings.
+
+        The host of an ``ssh://HOST/DIR`` destination must be in the
+        inventory (:class:`BackupError` otherwise). A selector that matches
+        no host is allowed (the hosts may be added later) but warned about.
+        """
+        if job.method == "tar" and job.destination.startswith(SSH_SCHEME):
+            try:
+                backup_host, _directory = parse_ssh_destination(job.destination)
+            except ValueError as exc:
+                raise BackupError(f"destination: {exc}") from None
+            if self.services.inventory.get_host(backup_host) is None:
+                raise BackupError(
+                    f"destination: the backup host {backup_host!r} of {job.destination!r} is "
+                    f"not in the inventory (add it first: `itop inventory add`)")
+        if not select_hosts(self.services.inventory.load(), job.hosts):
+            return [f"the hosts selector {job.hosts!r} matches no host in the inventory (yet): "
+                    f"job {job.name!r} runs nowhere until it does"]
+        return []
 
     def _context(self, job: BackupJob, host: Host, run: BackupRun,
                  on_progress: ProgressCallback | None, cancel: asyncio.Event) -> MethodContext:
-        started = time.monotonic()
-        samples: deque[tuple[float, int]] = deque()
+        meter = RateMeter()
 
         def progress(done: int, total: int | None) -> None:
             if on_progress is None:
                 return
-            now = time.monotonic()
-            samples.append((now, done))
-            while len(samples) > 2 and now - samples[0][0] > RATE_WINDOW:
-                samples.popleft()
-            first_time, first_done = samples[0]
-            span = now - first_time
-            rate = (done - first_done) / span if span > 0 else 0.0
+            rate, elapsed = meter.add(done)
             on_progress(Progress(job.name, host.name, run.id, run.kind, done, total,
-                                 rate, now - started))
+                                 rate, elapsed))
 
         return MethodContext(self.services.transports, host, job, run, progress, cancel,
                              resolve_host=self._host_named)
@@ -1035,6 +1189,31 @@ def _size(count: int) -> str:
             return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
         value /= 1024
     return f"{value:.1f} TiB"
+
+
+def _refuse_command_method(job: BackupJob, what: str) -> None:
+    """:class:`BackupError` for a command-method job: itop does not know what it wrote."""
+    if job.method == "command":
+        raise BackupError(f"job {job.name!r} uses the command method: itop cannot {what} "
+                          f"what the command wrote")
+
+
+def _refuse_pruned(run: BackupRun, what: str) -> None:
+    """:class:`BackupError` when ``run``'s backup was deleted by a prune."""
+    pruned_by = run.detail.get("pruned_by")
+    if pruned_by:
+        raise BackupError(f"{run.id} was pruned by {pruned_by}: its backup is deleted and "
+                          f"cannot be {what} (see `itop backup history {run.job}`)")
+
+
+def _selection_text(job: BackupJob, hosts: list[Host]) -> str:
+    """``it backs up web01, web02 (selector 'web*')``, without repeating a lone host name."""
+    names = [h.name for h in hosts]
+    if not names:
+        return f"its selector {job.hosts!r} matches no host in the inventory"
+    if names == [job.hosts]:
+        return f"it backs up only {job.hosts}"
+    return f"it backs up {', '.join(names)} (selector {job.hosts!r})"
 
 
 def _with_status(run: BackupRun, status: str) -> BackupRun:

@@ -15,6 +15,7 @@ for them.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any, ClassVar
@@ -24,16 +25,18 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Grid, Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
-from textual.widgets import Button, Input, Select, Static, TextArea
+from textual.widgets import Button, Footer, Input, Select, Static, TextArea
 
 from itop_tui.domain.backup import (
     COMPRESSIONS,
     METHODS,
+    SSH_SCHEME,
     VERIFY_SCOPES,
     VERIFY_WHEN,
     BackupJob,
     Retention,
     VerifyPolicy,
+    parse_ssh_destination,
 )
 from itop_tui.domain.cron import CronError, parse_cron
 from itop_tui.domain.models import Inventory, ValidationError
@@ -106,13 +109,15 @@ class BackupJobForm(ModalScreen[BackupJob | None]):
 
     AUTO_FOCUS = "#job-name"
     DEFAULT_CSS = """
-    BackupJobForm #job-form { width: 100; height: auto; max-height: 46; }
+    BackupJobForm #job-form { width: 100; max-width: 100%; height: auto; max-height: 46; }
     BackupJobForm #job-fields { height: auto; max-height: 36; }
     BackupJobForm #job-grid {
         grid-size: 2; grid-columns: 16 1fr; grid-rows: auto; height: auto; grid-gutter: 0 1;
     }
     BackupJobForm .job-label { color: $text-muted; height: 1; }
-    BackupJobForm .job-hint { color: $text-muted; height: 1; column-span: 2; padding-left: 17; }
+    BackupJobForm .job-hint {
+        color: $text-muted; height: auto; column-span: 2; padding-left: 17; width: 1fr;
+    }
     BackupJobForm TextArea { height: 3; }
     BackupJobForm #job-retention, BackupJobForm #job-verify { height: 1; }
     BackupJobForm #job-retention Input, BackupJobForm #job-verify Input { width: 8; }
@@ -129,12 +134,20 @@ class BackupJobForm(ModalScreen[BackupJob | None]):
     ]
 
     def __init__(self, job: BackupJob | None = None, *, inventory: Inventory | None = None,
-                 now: datetime | None = None) -> None:
-        """A blank form, or ``job``'s fields; ``inventory`` lets it show matching hosts."""
+                 now: datetime | None = None,
+                 clock: Callable[[], datetime] | None = None) -> None:
+        """A blank form, or ``job``'s fields; ``inventory`` lets it show matching hosts.
+
+        ``clock`` gives the time the schedule's next run is counted from, read
+        each time the schedule changes; ``now`` fixes it (snapshots).
+        """
         super().__init__()
         self.original = job
         self.inventory = inventory
-        self.now = now or datetime.now(UTC)
+        self._error_shown = False
+        fixed = now
+        self.clock: Callable[[], datetime] = clock or (
+            (lambda: fixed) if fixed is not None else (lambda: datetime.now(UTC)))
 
     @property
     def editing(self) -> bool:
@@ -211,6 +224,8 @@ class BackupJobForm(ModalScreen[BackupJob | None]):
             with Horizontal(classes="dialog-buttons"):
                 yield Button("Cancel", id="job-cancel")
                 yield Button("Save", id="job-save", variant="primary")
+        # The form's own keys (Save is Ctrl+S), over the pane's footer.
+        yield Footer(compact=True)
 
     @staticmethod
     def _row(label: str, widget: Input | TextArea | Select[str]) -> ComposeResult:
@@ -218,8 +233,9 @@ class BackupJobForm(ModalScreen[BackupJob | None]):
         yield widget
 
     def on_mount(self) -> None:
-        """Show the hints of the initial values."""
-        self._hosts_changed()
+        """Show the hints of the initial values (none about an empty field not typed in yet)."""
+        if self.query_one("#job-hosts", Input).value.strip():
+            self._hosts_changed()
         self._schedule_changed()
         if self.editing:
             self.set_focus(self.query_one("#job-hosts", Input))
@@ -232,7 +248,23 @@ class BackupJobForm(ModalScreen[BackupJob | None]):
     @on(Input.Changed, "#job-schedule")
     def _schedule_changed(self) -> None:
         self.query_one("#job-schedule-hint", Static).update(
-            describe_schedule(self.query_one("#job-schedule", Input).value, self.now))
+            describe_schedule(self.query_one("#job-schedule", Input).value, self.clock()))
+
+    @on(Input.Changed)
+    @on(TextArea.Changed)
+    @on(Select.Changed)
+    def _recheck(self) -> None:
+        """Once Save found a mistake, say at each change whether it is still there."""
+        error = self.query_one("#job-error", Static)
+        if not self._error_shown:
+            return
+        try:
+            self.form_job()
+        except ValidationError as exc:
+            error.update(f"{exc.field}: {exc.message}")
+            return
+        error.update("")
+        self._error_shown = False
 
     def _text(self, widget_id: str) -> str:
         widget = self.query_one(f"#{widget_id}")
@@ -265,7 +297,18 @@ class BackupJobForm(ModalScreen[BackupJob | None]):
         }
         job = replace(self.original, **fields) if self.original else BackupJob(**fields)
         job.validate()
+        self._check_backup_host(job)
         return job
+
+    def _check_backup_host(self, job: BackupJob) -> None:
+        """The host of an ``ssh://HOST/DIR`` destination must be in the inventory."""
+        if self.inventory is None or job.method != "tar" \
+                or not job.destination.startswith(SSH_SCHEME):
+            return
+        backup_host, _directory = parse_ssh_destination(job.destination)
+        if backup_host not in self.inventory.hosts:
+            raise ValidationError("destination",
+                                  f"the backup host {backup_host!r} is not in the inventory")
 
     @on(Button.Pressed, "#job-save")
     def action_save(self) -> None:
@@ -274,6 +317,7 @@ class BackupJobForm(ModalScreen[BackupJob | None]):
             job = self.form_job()
         except ValidationError as exc:
             self.query_one("#job-error", Static).update(f"{exc.field}: {exc.message}")
+            self._error_shown = True
             widget_id = FIELD_WIDGETS.get(exc.field) or FIELD_WIDGETS.get(exc.field.split("[")[0])
             if widget_id:
                 self.set_focus(self.query_one(f"#{widget_id}"))

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import ClassVar
 
@@ -23,7 +23,13 @@ from textual.widgets import Footer, Header, ProgressBar, Static
 from textual.worker import Worker, WorkerState
 
 from itop_tui.domain.backup import BackupJob, BackupRun, parse_utc
-from itop_tui.ops.backup_runner import BackupRunner, HostStatus, Progress
+from itop_tui.ops.backup_runner import (
+    NO_HOSTS,
+    SCHEDULER_INTERVAL,
+    BackupRunner,
+    HostStatus,
+    Progress,
+)
 from itop_tui.ops.backup_scheduler import SchedulerPass
 from itop_tui.screens.backup_job_form import BackupJobForm
 from itop_tui.screens.confirm import ConfirmDialog
@@ -38,7 +44,11 @@ RunnerFactory = Callable[[Services], BackupRunner]
 """Builds the pane's runner (called in a thread); tests may pass their own."""
 
 STATE_STYLES = {"ok": "ok", "running": "running", "paused": "muted", "never": "muted",
-                "failed": "failed", "breached": "breached"}
+                "cancelled": "muted", NO_HOSTS: "failed", "failed": "failed",
+                "breached": "breached"}
+REFRESH_INTERVAL = 5.0
+"""Seconds between two reads of the statuses while the pane is shown (runs of other
+itop processes, and the ages, move on without a key)."""
 
 
 def format_bytes(size: int | None) -> str:
@@ -87,21 +97,35 @@ class JobRow:
         return f"{self.status.job}@{self.status.host}"
 
 
+def format_next_due(next_due: str | None, now: datetime) -> str:
+    """``2025-06-01 02:30``; ``now`` for a slot just due, ``overdue`` for an older one.
+
+    The next due time counts from the last slot handled, so it lies in the
+    past while the job waits for a scheduler pass.
+    """
+    if not next_due:
+        return "-"
+    due = parse_utc(next_due)
+    if due > now:
+        return f"{due:%Y-%m-%d %H:%M}"
+    if (now - due).total_seconds() < 2 * SCHEDULER_INTERVAL:
+        return "now"
+    return "overdue"
+
+
 def job_row(status: HostStatus, now: datetime) -> JobRow:
     """The row of ``status``, its state cell coloured by state and RPO."""
     style = STATE_STYLES.get(status.state, "")
-    next_due = "-"
-    if status.next_due:
-        next_due = f"{parse_utc(status.next_due):%Y-%m-%d %H:%M}"
     rpo = f"{status.rpo_hours:g}h" if status.rpo_hours is not None else "-"
     return JobRow(status, (
         Cell(status.job, style),
-        Cell(status.host),
+        Cell(status.host if status.has_host else "(no host matches)",
+             "" if status.has_host else "failed"),
         Cell(status.method),
         Cell(status.schedule or "manual"),
         Cell(format_age(status.last_success, now)),
         Cell(format_age(status.last_verified, now)),
-        Cell(next_due),
+        Cell(format_next_due(status.next_due, now)),
         Cell(rpo, "breached" if status.rpo_state == "breached" else ""),
         Cell(status.state, style),
     ))
@@ -210,9 +234,16 @@ class RunHistoryTable(CellTable[RunRow]):
     }
     """
 
+    def __init__(
+        self, *, name: str | None = None, id: str | None = None, classes: str | None = None
+    ) -> None:
+        """Newest first: by start, reversed (the header's arrow then points down)."""
+        super().__init__(name=name, id=id, classes=classes)
+        self.sort_reverse = True
+
     def sort_key(self, column: str) -> tuple[Callable[[RunRow], object], bool]:
-        """Newest first by start time and run number."""
-        return (lambda row: (row.run.start, row.run.number)), True
+        """By start time and run number (oldest first unless reversed, as by default)."""
+        return (lambda row: (row.run.start, row.run.number)), False
 
 
 class BackupsScreen(ReportsWorkerErrors, Screen[None]):
@@ -285,6 +316,9 @@ class BackupsScreen(ReportsWorkerErrors, Screen[None]):
         self._child_open = False
         self._scheduled: Progress | None = None
         """The latest progress of a run the scheduler started, until its pass ends."""
+        self._working_on: str | None = None
+        """``job@host`` of the pane's running operation (shown ``running`` at once)."""
+        self.refresh_interval = REFRESH_INTERVAL
 
     def compose(self) -> ComposeResult:
         """Jobs table, status line, progress, then the history of the cursor job."""
@@ -311,12 +345,19 @@ class BackupsScreen(ReportsWorkerErrors, Screen[None]):
         self.query_one(ProgressBar).display = False
         scheduler_passes(self.app).subscribe(self, self._scheduler_passed)
         scheduler_progress(self.app).subscribe(self, self._scheduler_progressed)
+        self.set_interval(self.refresh_interval, self._refresh_tick, name="backup-refresh")
         self.reload()
 
+    def _refresh_tick(self) -> None:
+        """Read the statuses again while the pane is shown: runs of other itop processes
+        show up, and the ages move on. A read is cheap (one store file)."""
+        if self.runner is not None and self.is_current:
+            self.reload()
+
     def _scheduler_passed(self, done: SchedulerPass) -> None:
-        """A scheduler pass ran jobs: their runs changed the statuses."""
+        """After every scheduler pass: its runs, and the next due times, changed."""
         self._scheduled = None
-        if done.ran_something:
+        if self.runner is not None:
             self.reload()
         elif self.operation is None:
             self._show_status()
@@ -348,8 +389,10 @@ class BackupsScreen(ReportsWorkerErrors, Screen[None]):
         """Show the rows; load the history of the cursor job."""
         self.runner = message.runner
         now = self.clock()
-        self.statuses = {f"{s.job}@{s.host}": s for s in message.rows}
-        self.table.set_rows(job_row(s, now) for s in message.rows)
+        rows = [replace(s, running=True) if f"{s.job}@{s.host}" == self._working_on else s
+                for s in message.rows]
+        self.statuses = {f"{s.job}@{s.host}": s for s in rows}
+        self.table.set_rows(job_row(s, now) for s in rows)
         self._show_status()
         self._load_history()
 
@@ -404,10 +447,14 @@ class BackupsScreen(ReportsWorkerErrors, Screen[None]):
 
     # -- operations -------------------------------------------------------------------
 
-    def _ready(self) -> tuple[BackupRunner, HostStatus] | None:
+    def _ready(self, *, needs_host: bool = True) -> tuple[BackupRunner, HostStatus] | None:
         status = self.cursor_status
         if self.runner is None or status is None:
             self.app.notify("No backup job under the cursor.", severity="warning")
+            return None
+        if needs_host and not status.has_host:
+            self.app.notify(f"The hosts selector of {status.job} matches no host: edit it (e).",
+                            severity="warning", markup=False)
             return None
         if self.operation is not None:
             self.app.notify(f"Busy: {self.operation}. Press c to cancel it.", severity="warning",
@@ -415,8 +462,13 @@ class BackupsScreen(ReportsWorkerErrors, Screen[None]):
             return None
         return self.runner, status
 
-    def _begin(self, what: str) -> asyncio.Event:
+    def _begin(self, what: str, key: str | None = None) -> asyncio.Event:
         self.operation = what
+        self._working_on = key
+        if key is not None and key in self.statuses:
+            # Running from now on, without waiting for the next read of the store.
+            self.statuses[key] = replace(self.statuses[key], running=True)
+            self.table.set_rows(job_row(s, self.clock()) for s in self.statuses.values())
         self.cancel_event = asyncio.Event()
         bar = self.query_one(ProgressBar)
         bar.update(total=None, progress=0)
@@ -436,6 +488,7 @@ class BackupsScreen(ReportsWorkerErrors, Screen[None]):
     def on_backups_screen_operation_done(self, message: OperationDone) -> None:
         """Say how it went and read the statuses again."""
         self.operation = None
+        self._working_on = None
         self.cancel_event = None
         self.query_one(ProgressBar).display = False
         severity = message.severity
@@ -454,6 +507,7 @@ class BackupsScreen(ReportsWorkerErrors, Screen[None]):
         if event.worker.group == "operation" \
                 and event.state in (WorkerState.ERROR, WorkerState.CANCELLED):
             self.operation = None
+            self._working_on = None
             self.cancel_event = None
             self.query_one(ProgressBar).display = False
             self._show_status()
@@ -463,7 +517,8 @@ class BackupsScreen(ReportsWorkerErrors, Screen[None]):
         ready = self._ready()
         if ready is not None:
             runner, status = ready
-            self._run(runner, status.job, status.host, self._begin(f"backing up {status.job}"))
+            self._run(runner, status.job, status.host,
+                      self._begin(f"backing up {status.job}", f"{status.job}@{status.host}"))
 
     @work(exclusive=True, exit_on_error=False, group="operation", description="Backup")
     async def _run(self, runner: BackupRunner, job: str, host: str, cancel: asyncio.Event) -> None:
@@ -475,7 +530,8 @@ class BackupsScreen(ReportsWorkerErrors, Screen[None]):
         ready = self._ready()
         if ready is not None:
             runner, status = ready
-            self._verify(runner, status.job, status.host, self._begin(f"verifying {status.job}"))
+            self._verify(runner, status.job, status.host,
+                         self._begin(f"verifying {status.job}", f"{status.job}@{status.host}"))
 
     @work(exclusive=True, exit_on_error=False, group="operation", description="Verify")
     async def _verify(self, runner: BackupRunner, job: str, host: str,
@@ -536,7 +592,7 @@ class BackupsScreen(ReportsWorkerErrors, Screen[None]):
 
     def action_toggle_paused(self) -> None:
         """Pause the cursor job's schedule, or resume it."""
-        ready = self._ready()
+        ready = self._ready(needs_host=False)
         if ready is not None:
             runner, status = ready
             self._set_paused(runner, status.job, status.active)
@@ -544,7 +600,8 @@ class BackupsScreen(ReportsWorkerErrors, Screen[None]):
     @work(thread=True, exit_on_error=False, group="pause", description="Pause job")
     def _set_paused(self, runner: BackupRunner, job: str, paused: bool) -> None:
         runner.set_paused(job, paused)
-        self.post_message(self.OperationDone(f"{job} {'paused' if paused else 'resumed'}."))
+        self.post_message(self.OperationDone(
+            f"{'Paused' if paused else 'Resumed'} backup job {job}."))
 
     def action_new_job(self) -> None:
         """Define a new job in the form; stored in itop (origin ``manual``)."""
@@ -554,7 +611,7 @@ class BackupsScreen(ReportsWorkerErrors, Screen[None]):
 
     def action_edit_job(self) -> None:
         """Edit the cursor job in the form (config-file jobs are edited in the file)."""
-        ready = self._ready()
+        ready = self._ready(needs_host=False)
         if ready is None:
             return
         runner, status = ready
@@ -578,7 +635,7 @@ class BackupsScreen(ReportsWorkerErrors, Screen[None]):
 
         self._child_open = True
         self.app.call_from_thread(
-            self.app.push_screen, BackupJobForm(job, inventory=inventory, now=self.clock()),
+            self.app.push_screen, BackupJobForm(job, inventory=inventory, clock=self.clock),
             saved)
 
     @work(thread=True, exit_on_error=False, group="job-save", description="Save the job")

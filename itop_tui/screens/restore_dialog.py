@@ -29,7 +29,7 @@ from textual.widgets.option_list import Option
 
 from itop_tui.domain.backup import BackupRun
 from itop_tui.domain.output import strip_control
-from itop_tui.ops.backup_runner import BackupRunner, Progress, RestoreResult
+from itop_tui.ops.backup_runner import BackupError, BackupRunner, Progress, RestoreResult
 from itop_tui.ops.change_gate import ChangeRequired
 from itop_tui.screens.confirm import ConfirmDialog
 from itop_tui.screens.worker_errors import ReportsWorkerErrors
@@ -44,16 +44,51 @@ def default_target(job: str, run_id: str) -> str:
     return f"{RESTORE_BASE}/{job}-{run_id}"
 
 
-def file_lines(entries: list[FileEntry], *, targets: bool = False) -> list[str]:
-    """One line per file: type, mode, size and path (or where it would be written)."""
-    lines = [
-        f"{e.type[:4]:<4} {e.mode:>6} {e.size:>12,}  "
-        f"{strip_control(e.target if targets and e.target else e.path)}"
-        for e in entries[:FILES_SHOWN]
-    ]
+TYPE_WIDTH = 8  # "hardlink", "symlink"
+LINE_PREFIX = TYPE_WIDTH + 1 + 6 + 1 + 12 + 2
+
+
+def wrap_path(text: str, width: int) -> list[str]:
+    """``text`` in pieces of at most ``width`` characters, broken after a ``/`` where one is
+    near the end of a piece: a long path is shown whole, over several lines."""
+    if width <= 0 or len(text) <= width:
+        return [text]
+    pieces: list[str] = []
+    while len(text) > width:
+        cut = text.rfind("/", 0, width) + 1
+        if cut < width // 2:
+            cut = width
+        pieces.append(text[:cut])
+        text = text[cut:]
+    if text:
+        pieces.append(text)
+    return pieces
+
+
+def file_lines(entries: list[FileEntry], *, targets: bool = False,
+               width: int | None = None) -> list[str]:
+    """Type, mode, size and path (or where it would be written) of each entry.
+
+    With ``width`` (the list's width in cells) a long path goes on over
+    indented lines, so that nothing is cut and nothing scrolls sideways.
+    """
+    room = None if width is None else max(12, width - LINE_PREFIX)
+    lines = []
+    for e in entries[:FILES_SHOWN]:
+        path = strip_control(e.target if targets and e.target else e.path)
+        first, *rest = wrap_path(path, room) if room is not None else [path]
+        lines.append(f"{e.type:<{TYPE_WIDTH}} {e.mode:>6} {e.size:>12,}  {first}")
+        lines.extend(" " * LINE_PREFIX + piece for piece in rest)
     if len(entries) > FILES_SHOWN:
         lines.append(f"… and {len(entries) - FILES_SHOWN} more")
     return lines
+
+
+def count_text(entries: list[FileEntry]) -> str:
+    """``7 entries (5 files)``: directories and links are entries, not files."""
+    files = sum(1 for e in entries if e.type == "file")
+    more = "+" if len(entries) > FILES_SHOWN else ""
+    return f"{len(entries)}{more} entries ({files}{more} files)"
 
 
 Choice = tuple[str, str, str, bool]
@@ -87,11 +122,11 @@ class RestoreDialog(ReportsWorkerErrors, ModalScreen[str | None]):
     class FilesShown(Message):
         """A file list (of a run, or of a dry run of a choice) to show."""
 
-        def __init__(self, run_id: str, lines: list[str], title: str,
+        def __init__(self, run_id: str, entries: list[FileEntry], title: str,
                      dry_run_of: Choice | None = None) -> None:
             super().__init__()
             self.run_id = run_id
-            self.lines = lines
+            self.entries = entries
             self.title = title
             self.dry_run_of = dry_run_of
 
@@ -144,6 +179,7 @@ class RestoreDialog(ReportsWorkerErrors, ModalScreen[str | None]):
     RestoreDialog #restore-where Checkbox { border: none; height: 1; padding: 0 0 0 2; }
     RestoreDialog #restore-status { height: auto; color: $text-muted; }
     RestoreDialog #restore-progress { height: 1; }
+    RestoreDialog #restore-files { overflow-x: hidden; scrollbar-size-vertical: 1; }
     """
 
     def on_mount(self) -> None:
@@ -191,9 +227,8 @@ class RestoreDialog(ReportsWorkerErrors, ModalScreen[str | None]):
     @work(exclusive=True, exit_on_error=False, group="restore-files", description="List files")
     async def _list_files(self, run_id: str) -> None:
         entries = await self.runner.list_files(self.job, run_id, limit=FILES_SHOWN + 1)
-        self.post_message(self.FilesShown(run_id, file_lines(entries),
-                                          f"Files of {run_id}: {len(entries)}"
-                                          f"{'+' if len(entries) > FILES_SHOWN else ''}"))
+        self.post_message(self.FilesShown(run_id, entries,
+                                          f"Files of {run_id}: {count_text(entries)}"))
 
     def on_restore_dialog_files_shown(self, message: FilesShown) -> None:
         """Show the list, and whether the restore may go ahead."""
@@ -202,7 +237,8 @@ class RestoreDialog(ReportsWorkerErrors, ModalScreen[str | None]):
         self.query_one("#restore-files-title", Static).update(message.title)
         log = self.query_one(Log)
         log.clear()
-        log.write_lines(message.lines)
+        log.write_lines(file_lines(message.entries, targets=message.dry_run_of is not None,
+                                   width=log.scrollable_content_region.width))
         log.scroll_home(animate=False)
         self.dry_run_of = message.dry_run_of
         self._update_restore_button()
@@ -253,9 +289,9 @@ class RestoreDialog(ReportsWorkerErrors, ModalScreen[str | None]):
             self.job, run_id, to=None if in_place else target, in_place=in_place,
             to_host=host, dry_run=True)
         self.post_message(self.FilesShown(
-            run_id, file_lines(result.entries, targets=True),
-            f"Dry run: {len(result.entries)} file(s) would be written on {result.host}"
-            f"{' IN PLACE' if in_place else ''}", choice))
+            run_id, result.entries,
+            f"Dry run: {count_text(result.entries)} would be written on {result.host}"
+            f"{' IN PLACE' if in_place else f' into {target}'}", choice))
 
     @on(Button.Pressed, "#restore-go")
     def _restore_pressed(self) -> None:
@@ -296,6 +332,10 @@ class RestoreDialog(ReportsWorkerErrors, ModalScreen[str | None]):
             status_line.update(f"Refused by the change gate: {exc}")
             self.app.notify(str(exc), title="Restore refused", severity="error", timeout=10,
                             markup=False)
+            return
+        except BackupError as exc:
+            # Refused before anything was written (a directory not empty, an unknown change).
+            status_line.update(f"Refused: {exc}")
             return
         finally:
             self._set_running(False)

@@ -817,7 +817,7 @@ class TarMethod:
         destination = request.target or "/"
         log = RunLog()
         if not request.in_place:
-            refusal = await _check_new_directory(ctx, destination)
+            refusal = await _probe_directory(ctx, destination)
             if refusal:
                 return MethodOutcome("failed", refusal)
         words = ["tar", "-x", "-f", "-"]
@@ -1135,8 +1135,17 @@ async def _feed(proc: RemoteProcess, chunks: AsyncGenerator[bytes, None], total:
     return ended
 
 
-async def _check_new_directory(ctx: MethodContext, directory: str) -> str | None:
-    """Why ``directory`` on the host cannot be a restore target (exists, not empty), or None."""
+async def check_new_directory(ctx: MethodContext, directory: str) -> str | None:
+    """Why ``directory`` on ``ctx.host`` cannot be a restore target (exists and is not empty,
+    or is not a directory), or None when it can, or when the host could not tell.
+
+    Raises :class:`TransportError` when the host cannot be reached.
+    """
+    answer = await _probe_directory(ctx, directory)
+    return None if answer is None or answer.startswith("cannot check") else answer
+
+
+async def _probe_directory(ctx: MethodContext, directory: str) -> str | None:
     quoted = shlex.quote(directory)
     result = await ctx.pool.for_host(ctx.host).run(
         f"if [ -e {quoted} ] && [ ! -d {quoted} ]; then echo not-a-directory; "
@@ -1197,10 +1206,13 @@ class ResticMethod:
         def on_line(message: dict[str, Any]) -> None:
             kind = message.get("message_type")
             if kind == "status":
-                ctx.progress(int(message.get("bytes_done") or 0),
-                             int(message.get("total_bytes") or 0) or None)
+                # total_bytes is what restic's scanner found so far: it grows while
+                # the backup runs and is no total to show, so none is given.
+                ctx.progress(int(message.get("bytes_done") or 0), None)
             elif kind == "summary":
                 summary.update(message)
+                processed = int(message.get("total_bytes_processed") or 0)
+                ctx.progress(processed, processed or None)
             elif kind == "error":
                 errors.append(f"{message.get('item', '')}: {message.get('error', message)}")
 
@@ -1366,7 +1378,7 @@ class ResticMethod:
             log.add(f"$ {restore.format(target='(scratch directory)')} && tar (scratch) -> /")
         else:
             destination = request.target or ""
-            refusal = await _check_new_directory(ctx, destination)
+            refusal = await _probe_directory(ctx, destination)
             if refusal:
                 return MethodOutcome("failed", refusal)
             command = restore.format(target=shlex.quote(destination))

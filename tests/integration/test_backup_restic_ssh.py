@@ -22,7 +22,7 @@ from backup_trees import make_tree, snapshot_tree
 
 from itop_tui.domain.backup import BackupJob, Retention, VerifyPolicy
 from itop_tui.domain.models import Host
-from itop_tui.ops.backup_runner import BackupRunner
+from itop_tui.ops.backup_runner import BackupRunner, Progress
 from itop_tui.services.context import Services
 
 RESTIC = shutil.which("restic")
@@ -75,8 +75,15 @@ def test_restic_backup_verify_prune_and_restore(
         verify=VerifyPolicy(when="after-backup", scope="sample", sample_percent=50),
     ))
 
-    first, first_verify, first_prune = asyncio.run(runner.run_job("restic-tree"))
+    seen: list[Progress] = []
+    first, first_verify, first_prune = asyncio.run(runner.run_job("restic-tree",
+                                                                  on_progress=seen.append))
     assert first.status == "succeeded", first.log
+    # Progress of the backup: never a total below what was done (restic's scanner
+    # total grows while it runs), and the last report is the whole backup.
+    streamed = [p for p in seen if p.kind == "backup"]
+    assert streamed and all(p.total is None or p.total >= p.done for p in streamed)
+    assert (streamed[-1].done, streamed[-1].total) == (first.bytes, first.bytes)
     assert first.snapshot_id and first.files == sum(
         1 for kind, _mode, _content in snapshot_tree(source).values() if kind == "file")
     assert first_verify.status == "succeeded", first_verify.log

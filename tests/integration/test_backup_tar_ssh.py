@@ -137,10 +137,11 @@ def test_backup_verify_and_restore_round_trip(services: Services, tmp_path: Path
     assert snapshot_tree(target / prefix.rstrip("/")) == original
     assert (target / prefix / "hard-link").stat().st_ino == (target / prefix / "text.txt").stat().st_ino
 
-    # A directory that is not empty is never restored into.
-    again = asyncio.run(runner.restore("tree", backup.id, to=str(target)))
-    assert again.run is not None and again.run.status == "failed"
-    assert "exists and is not empty" in again.run.log
+    # A directory that is not empty is never restored into: refused, nothing recorded.
+    runs_before = len(runner.history("tree"))
+    with pytest.raises(BackupError, match="exists and is not empty"):
+        asyncio.run(runner.restore("tree", backup.id, to=str(target)))
+    assert len(runner.history("tree")) == runs_before
 
     # In place needs a confirmation.
     with pytest.raises(BackupError, match="confirm"):
@@ -267,7 +268,7 @@ def test_prune_keeps_what_the_policy_keeps_and_dry_run_deletes_nothing(
     assert all(Path(b.archive or "").exists() for b in backups[1:])
     pruned = runner.repo.get_run(backups[0].id)
     assert pruned is not None and pruned.detail["pruned_by"] == real.run.id
-    with pytest.raises(BackupError, match="deleted by the prune"):
+    with pytest.raises(BackupError, match=f"{backups[0].id} was pruned by {real.run.id}"):
         asyncio.run(runner.list_files("small", backups[0].id))
     # Pruning again removes nothing more.
     (again,) = asyncio.run(runner.prune("small"))

@@ -13,20 +13,34 @@ from pathlib import Path
 from typing import Any
 
 from perf_fixtures import wait_until
+from textual.app import App
 from textual.pilot import Pilot
-from textual.widgets import Button, Checkbox, Input, Log, Select, TextArea
+from textual.widgets import Button, Checkbox, Footer, Input, Log, Select, TextArea
 from ui_fixtures import open_services, settle
 
 import itop_tui.app as app_module
+import itop_tui.screens.backups as backups_module
 from itop_tui.app import ItopApp
-from itop_tui.domain.backup import BackupJob, VerifyPolicy
+from itop_tui.domain.backup import BackupJob, BackupRun, VerifyPolicy
 from itop_tui.domain.models import Host
 from itop_tui.ops.backup_runner import BackupRunner
 from itop_tui.screens.backup_job_form import BackupJobForm
-from itop_tui.screens.backups import BackupsScreen
+from itop_tui.screens.backups import (
+    BackupsScreen,
+    RunHistoryTable,
+    format_age,
+    format_next_due,
+    run_row,
+)
 from itop_tui.screens.confirm import ConfirmDialog
-from itop_tui.screens.restore_dialog import RestoreDialog
+from itop_tui.screens.restore_dialog import (
+    RestoreDialog,
+    count_text,
+    file_lines,
+    wrap_path,
+)
 from itop_tui.screens.scheduled_backups import ScheduledBackups
+from itop_tui.services.backup_methods import FileEntry
 from itop_tui.services.context import Services
 
 SIZE = (160, 48)
@@ -131,8 +145,11 @@ async def test_restore_dialog_dry_run_then_restore(tmp_path: Path) -> None:
         await pilot.pause()
         await pilot.click("#restore-dry-run")
         await wait_until(pilot, lambda: not restore_button.disabled, what="dry run")
-        assert "Dry run" in str(dialog.query_one("#restore-files-title").render())
-        assert str(target) in "\n".join(dialog.query_one(Log).lines)
+        title = str(dialog.query_one("#restore-files-title").render())
+        assert title.startswith("Dry run: 5 entries (3 files)") and str(target) in title
+        # Every target path is there whole (a long one over two lines).
+        shown = "".join(line.strip() for line in dialog.query_one(Log).lines)
+        assert str(target / str(source).lstrip("/") / "sub" / "b.bin") in shown
         assert not target.exists()  # a dry run writes nothing
 
         await pilot.click("#restore-go")
@@ -313,7 +330,8 @@ async def test_restore_in_place_on_production_meets_the_change_gate(tmp_path: Pa
         await pilot.click("#restore-dry-run")
         restore_button = dialog.query_one("#restore-go", Button)
         await wait_until(pilot, lambda: not restore_button.disabled, what="dry run")
-        assert str(source / "a.txt") in "\n".join(dialog.query_one(Log).lines)
+        shown = "".join(line.strip() for line in dialog.query_one(Log).lines)
+        assert str(source / "a.txt") in shown
 
         await pilot.click("#restore-go")
         await wait_until(pilot, lambda: isinstance(pilot.app.screen, ConfirmDialog), what="confirm")
@@ -333,3 +351,182 @@ async def test_restore_in_place_on_production_meets_the_change_gate(tmp_path: Pa
         await pilot.press("y")
         await wait_until(pilot, lambda: pilot.app.screen is screen, what="dialog closed")
     assert (source / "a.txt").read_bytes() == FILES["a.txt"]
+
+
+# -- what the reviewer found -------------------------------------------------------------
+
+
+class MovingClock:
+    """A clock the test moves on (the pane's ages are counted from it)."""
+
+    def __init__(self) -> None:
+        self.now = datetime.now(UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+async def test_pane_refreshes_without_a_key(tmp_path: Path, monkeypatch: Any) -> None:
+    monkeypatch.setattr(backups_module, "REFRESH_INTERVAL", 0.2)
+    services, _source = setup_job(tmp_path)
+    clock = MovingClock()
+    app = ItopApp(services, clock=clock)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await open_pane(pilot)
+        assert row_text(screen)[4] == "never"
+        # Another itop (here: another runner on the same data dir) backs the job up.
+        other = BackupRunner(services)
+        (run,) = await other.run_job("docs")
+        assert run.status == "succeeded", run.log
+        await wait_until(pilot, lambda: row_text(screen)[4] == format_age(run, clock.now),
+                         what="the other itop's run")
+        clock.now += timedelta(minutes=10)
+        later = format_age(run, clock.now)
+        assert later != format_age(run, clock.now - timedelta(minutes=10))
+        await wait_until(pilot, lambda: row_text(screen)[4] == later, what="the age moving on")
+
+
+async def test_running_then_cancelled_state(tmp_path: Path) -> None:
+    services, source = setup_job(tmp_path)
+    go = tmp_path / "go"
+    runner = BackupRunner(services)
+    job = runner.job("docs")
+    # The pre command holds the run until the test lets it go (a file, not a sleep here).
+    job.pre_command = f"i=0; while [ ! -e {go} ] && [ $i -lt 600 ]; do sleep 0.05; i=$((i+1)); done"
+    runner.edit_job("docs", job)
+    app = ItopApp(services)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await open_pane(pilot)
+        await pilot.press("r")
+        await wait_until(pilot, lambda: row_text(screen)[8] == "running", what="running")
+        await pilot.press("c")
+        go.write_text("")
+        await wait_until(pilot, lambda: screen.operation is None
+                         and screen.statuses["docs@box"].last_run is not None, what="cancelled")
+        await settle(pilot)
+        assert row_text(screen)[8] == "cancelled"
+        status_line = str(screen.query_one("#backup-status").render())
+        assert "1 cancelled" in status_line and "failed" not in status_line
+    (run,) = BackupRunner(services).history("docs")
+    assert run.status == "cancelled"
+
+
+async def test_job_without_hosts_is_listed_and_editable(tmp_path: Path) -> None:
+    services, source = setup_job(tmp_path)
+    BackupRunner(services).add_job(BackupJob(name="orphan", hosts="nohost",
+                                             sources=[str(source)]))
+    app = ItopApp(services)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await pilot.press("5")
+        await wait_until(pilot, lambda: isinstance(pilot.app.screen, BackupsScreen), what="pane")
+        screen = pilot.app.screen
+        assert isinstance(screen, BackupsScreen)
+        await wait_until(pilot, lambda: screen.table.row_count == 2, what="both jobs")
+        await settle(pilot)
+        orphan = screen.table.row("orphan@")
+        assert orphan is not None
+        assert [c.text for c in orphan.cells][1:2] + [orphan.cells[8].text] == [
+            "(no host matches)", "no hosts"]
+        assert str(screen.query_one("#backup-status").render()).startswith("2 job(s)")
+        assert screen.table.move_to("orphan@")
+        await pilot.pause()
+        await pilot.press("r")  # nothing to run: said so, the pane not busy
+        await wait_until(pilot, lambda: any("matches no host" in n.message
+                                            for n in app._notifications), what="refusal")
+        assert screen.operation is None
+        form = await open_form(pilot, "e")
+        fill(form, hosts="box")
+        await pilot.click("#job-save")
+        await wait_until(pilot, lambda: "orphan@box" in screen.statuses, what="edited job")
+
+
+async def test_job_form_hints_errors_and_keys(tmp_path: Path) -> None:
+    services, source = setup_job(tmp_path)
+    app = ItopApp(services)
+    async with app.run_test(size=SIZE) as pilot:
+        await open_pane(pilot)
+        form = await open_form(pilot, "n")
+        # Nothing typed yet: no complaint about the empty hosts field.
+        assert str(form.query_one("#job-hosts-hint").render()).strip() == ""
+        # The form's own footer shows Save (ctrl+s), not the pane's keys.
+        footer = form.query_one(Footer)
+        await pilot.pause()
+        shown = {b.binding.description for b in form.active_bindings.values() if b.binding.show}
+        assert "Save" in shown and "Run now" not in shown
+        assert footer.screen is form
+
+        fill(form, name="n1", hosts="bo*", sources="relative/path")
+        await pilot.click("#job-save")
+        await pilot.pause()
+        assert str(form.query_one("#job-error").render()).startswith("sources[0]:")
+        fill(form, sources=str(source))
+        await wait_until(pilot, lambda: str(form.query_one("#job-error").render()).strip() == "",
+                         what="the error gone once fixed")
+        fill(form, destination="ssh://nohost/srv/x")
+        await pilot.click("#job-save")
+        await pilot.pause()
+        assert "backup host 'nohost' is not in the inventory" in str(
+            form.query_one("#job-error").render())
+        assert pilot.app.screen is form
+
+
+async def test_job_form_counts_the_next_run_from_the_current_time(tmp_path: Path) -> None:
+    clock = MovingClock()
+    clock.now = datetime(2026, 11, 25, 22, 37, 50, tzinfo=UTC)
+
+    class FormApp(App[None]):
+        def on_mount(self) -> None:
+            self.push_screen(BackupJobForm(clock=clock))
+
+    app = FormApp()
+    async with app.run_test(size=(70, 40)) as pilot:
+        await pilot.pause()
+        form = app.screen
+        assert isinstance(form, BackupJobForm)
+        clock.now = datetime(2026, 11, 25, 22, 38, 19, tzinfo=UTC)  # typed a little later
+        fill(form, schedule="* * * * *")
+        await pilot.pause()
+        assert "next run: 2026-11-25 22:39 UTC" in str(form.query_one("#job-schedule-hint").render())
+        # In a 70-column terminal the form fits, and a long hint wraps rather than being cut.
+        fill(form, hosts="x")
+        await pilot.pause()
+        fill(form, hosts="")
+        await pilot.pause()
+        hint = form.query_one("#job-hosts-hint")
+        assert "group:prod)" in str(hint.render())
+        await wait_until(pilot, lambda: hint.size.height == 2, timeout=3, what="wrapped hint")
+        assert hint.region.right <= 70
+
+
+def test_next_due_says_now_or_overdue() -> None:
+    now = datetime(2026, 11, 25, 22, 46, tzinfo=UTC)
+    assert format_next_due("2026-11-25T22:47:00Z", now) == "2026-11-25 22:47"
+    assert format_next_due("2026-11-25T22:46:00Z", now) == "now"
+    assert format_next_due("2026-11-25T22:35:00Z", now) == "overdue"
+    assert format_next_due(None, now) == "-"
+
+
+def test_restore_dialog_lines_keep_types_and_both_ends_of_paths() -> None:
+    long_path = "srv/www/" + "a-long-directory/" * 10 + "index.html"
+    entries = [FileEntry("etc/link", "symlink", 0, "0777"), FileEntry("etc", "dir", 0, "0755"),
+               FileEntry(long_path, "file", 10, "0644"), FileEntry("etc/h", "hardlink", 0, "0644")]
+    lines = file_lines(entries, width=80)
+    assert lines[0].split()[0] == "symlink" and lines[-1].split()[0] == "hardlink"
+    assert all(len(line) <= 80 for line in lines)
+    # The long path goes on over indented lines, each broken after a "/".
+    pieces = lines[2:-1]
+    assert len(pieces) > 1 and all(line.startswith(" " * 30) for line in pieces[1:])
+    assert "".join(line.strip() for line in pieces).endswith(long_path)
+    assert all(line.rstrip().endswith("/") for line in pieces[:-1])
+    assert count_text(entries) == "4 entries (1 files)"
+    assert wrap_path("abcdefghij", 4) == ["abcd", "efgh", "ij"]
+
+
+def test_history_is_newest_first_with_the_arrow_down(tmp_path: Path) -> None:
+    table = RunHistoryTable()
+    runs = [BackupRun(id=f"BKR-{n}", job="j", host="h", kind="backup", start=f"2025-06-0{n}T00:00:00Z",
+                      status="succeeded", end=f"2025-06-0{n}T00:01:00Z") for n in (1, 2, 3)]
+    table.set_rows(run_row(r) for r in runs)
+    assert [r.run.id for r in table.rows()] == ["BKR-3", "BKR-2", "BKR-1"]
+    assert table.sort_reverse  # drawn as "Started ▼"
