@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import threading
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -72,6 +73,13 @@ def pane_factory(pane: Pane, services: Services, clock: Clock) -> Callable[[], S
 
 INVENTORY_MODE = "inventory"
 
+FIRST_ROWS_GRACE = 2.0
+"""Seconds background work waits for the first pane's rows to be painted, at most.
+
+The check for active changes and the backup scheduler import modules and read
+the store; run at start they would compete with the first paint for the CPU
+(and, in a thread, for the interpreter lock)."""
+
 KEY_SETTLE_TIMEOUT = 1.0
 """Seconds after which a key whose handling cannot be observed stops holding the next."""
 KEY_SETTLE_ROUNDS = 2
@@ -124,6 +132,8 @@ class ItopApp(App[None]):
         """Serial number of the key being handled, 0 when none is."""
         self._key_serial = 0
         self._key_timeout: asyncio.TimerHandle | None = None
+        self._first_rows = threading.Event()
+        """Set once the first pane painted its rows (or :data:`FIRST_ROWS_GRACE` passed)."""
 
     def on_mount(self) -> None:
         """Apply the configured theme, open the first pane, show store recoveries;
@@ -145,6 +155,9 @@ class ItopApp(App[None]):
         # The header names each change whose window is open, with the time left,
         # as the change gate sees it (real time, whatever clock the tables use).
         def note_active_changes() -> None:
+            # Started now, so that whoever waits for the app's workers waits for
+            # this one too, but working only once the first rows are on screen.
+            self._first_rows.wait(FIRST_ROWS_GRACE)
             from itop_tui.domain.change_windows import time_left
             from itop_tui.ops.change_gate import ChangeGate
             from itop_tui.screens.run_dialog import left_text
@@ -166,8 +179,15 @@ class ItopApp(App[None]):
         refresh_active_changes()
         self.set_interval(30, refresh_active_changes)
         # Due backup jobs run while the console is open, whichever pane is
-        # shown; started after the first paint, which it would only delay.
-        self.call_after_refresh(self._start_backup_scheduler)
+        # shown; started after the first rows are painted, which it would only delay.
+        self.set_timer(FIRST_ROWS_GRACE, self._first_rows_shown)
+
+    def _first_rows_shown(self) -> None:
+        """The first pane shows its rows (or had time to): start the background work."""
+        if self._first_rows.is_set():
+            return
+        self._first_rows.set()
+        self._start_backup_scheduler()
 
     def _start_backup_scheduler(self) -> None:
         from itop_tui.screens.scheduled_backups import ScheduledBackups
@@ -184,6 +204,7 @@ class ItopApp(App[None]):
 
     async def on_unmount(self) -> None:
         """Close pooled SSH connections while their event loop still runs."""
+        self._first_rows.set()  # a worker still waiting for the first paint ends now
         await self.services.close()
 
     # -- keys in order ------------------------------------------------------
@@ -283,8 +304,11 @@ class ItopApp(App[None]):
     def on_inventory_screen_inventory_loaded(
         self, message: InventoryScreen.InventoryLoaded
     ) -> None:
-        """Keep the latest snapshot for the command palette."""
+        """Keep the latest snapshot for the command palette; the first one's
+        rows, once painted, let the background work start."""
         self.inventory = message.inventory
+        if not self._first_rows.is_set():
+            self.call_after_refresh(self._first_rows_shown)
 
     def jump_to_host(self, name: str) -> None:
         """Open the Inventory pane with the cursor on host ``name``."""

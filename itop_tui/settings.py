@@ -18,33 +18,25 @@ own configuration is built from these fields in
 
 from __future__ import annotations
 
-import difflib
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import platformdirs
-import yaml
 
-from itop_tui.domain.backup import (
-    COMPRESSIONS,
-    METHODS,
-    SSH_SCHEME,
-    VERIFY_SCOPES,
-    VERIFY_WHEN,
-    BackupJob,
-    Retention,
-    VerifyPolicy,
-)
-from itop_tui.domain.change import RISKS, ChangeTemplate
-from itop_tui.domain.change_windows import WeeklyRule, WindowRule, parse_clock, parse_weekday
-from itop_tui.domain.models import ValidationError
-from itop_tui.domain.procfs import MIN_INTERVAL
-from itop_tui.domain.selectors import SelectorError, parse_selector
-from itop_tui.domain.thresholds import ThresholdConfigError, validate_threshold_config
+if TYPE_CHECKING:
+    # PyYAML and the domain modules that check each section are imported
+    # when a config file is read (and then only for the sections it has):
+    # every command and the TUI import this module, and without a config
+    # file they would only delay the start.
+    import yaml
+
+    from itop_tui.domain.backup import BackupJob, Retention, VerifyPolicy
+    from itop_tui.domain.change import ChangeTemplate
+    from itop_tui.domain.change_windows import WeeklyRule, WindowRule
 
 ROLES = ("viewer", "trainee", "operator", "approver", "admin")
 HOST_KEY_POLICIES = ("strict", "accept-new")
@@ -245,6 +237,9 @@ def load_settings(config_path: Path | None = None, data_dir: Path | None = None)
 
 
 def _read_config(path: Path) -> dict[str, Any]:
+    global yaml  # bound here for the reader's methods: only reading a file needs PyYAML
+    import yaml
+
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -286,7 +281,7 @@ def _kind(node: yaml.Node) -> str:
     return f"{names.get(tag, tag)} ({node.value!r})"
 
 
-_Handler = Callable[[yaml.Node, str], Any]
+_Handler = Callable[["yaml.Node", str], Any]
 # Keys holding a mapping: left empty (``ssh:``) they mean "all defaults".
 _SECTIONS = frozenset({"ssh", "run", "roles", "ui", "inventory", "metrics", "thresholds",
                        "changes", "templates", "blackouts", "maintenance_windows",
@@ -392,6 +387,8 @@ class _ConfigReader:
         return self.section(node, field_path, {"sources": ("inventory_sources", self.path_list)})
 
     def metrics_section(self, node: yaml.Node, field_path: str) -> dict[str, Any]:
+        from itop_tui.domain.procfs import MIN_INTERVAL
+
         return self.section(node, field_path, {
             "interval": ("interval", self.number(MIN_INTERVAL, 3600)),
             "df_every_seconds": ("df_every_seconds", self.number(1, 86400)),
@@ -406,6 +403,8 @@ class _ConfigReader:
         Its errors name a dotted path (``thresholds.hosts.web01.cpu_percent``);
         the line is that of the deepest key of the path found in the file.
         """
+        from itop_tui.domain.thresholds import ThresholdConfigError, validate_threshold_config
+
         if _is_null(node):
             return {}
         if not isinstance(node, yaml.MappingNode):
@@ -451,6 +450,8 @@ class _ConfigReader:
         })
 
     def selector(self, node: yaml.Node, field_path: str) -> str:
+        from itop_tui.domain.selectors import SelectorError, parse_selector
+
         text = self.word(node, field_path)
         try:
             parse_selector(text)
@@ -480,6 +481,8 @@ class _ConfigReader:
         return parsed.astimezone(UTC)
 
     def clock(self, node: yaml.Node, field_path: str) -> Any:
+        from itop_tui.domain.change_windows import parse_clock
+
         # The raw text: unquoted 18:00 would be read by YAML 1.1 as the number 1080.
         if not isinstance(node, yaml.ScalarNode):
             raise self.error(node, field_path, f"expected a time of day HH:MM, got {_kind(node)}")
@@ -489,6 +492,8 @@ class _ConfigReader:
             raise self.error(node, field_path, str(exc)) from None
 
     def weekly(self, node: yaml.Node, field_path: str) -> WeeklyRule:
+        from itop_tui.domain.change_windows import WeeklyRule
+
         values = self.section(node, field_path, {
             "days": ("days", self.weekdays),
             "start": ("start", self.clock),
@@ -500,6 +505,8 @@ class _ConfigReader:
         return WeeklyRule(days=values["days"], start=values["start"], end=values["end"])
 
     def weekdays(self, node: yaml.Node, field_path: str) -> tuple[int, ...]:
+        from itop_tui.domain.change_windows import parse_weekday
+
         if not isinstance(node, yaml.SequenceNode) or not node.value:
             raise self.error(node, field_path, "expected a list of weekdays such as [sat, sun]")
         days: list[int] = []
@@ -530,6 +537,8 @@ class _ConfigReader:
         return convert
 
     def window(self, node: yaml.Node, field_path: str, kind: str) -> WindowRule:
+        from itop_tui.domain.change_windows import WindowRule
+
         values = self.section(node, field_path, {
             "name": ("name", self.word),
             "hosts": ("hosts", self.selector),
@@ -564,6 +573,8 @@ class _ConfigReader:
         return templates
 
     def template(self, name: str, node: yaml.Node, field_path: str) -> ChangeTemplate:
+        from itop_tui.domain.change import RISKS, ChangeTemplate
+
         values = self.section(node, field_path, {
             "title": ("title", self.word),
             "description": ("description", self.word),
@@ -618,6 +629,9 @@ class _ConfigReader:
 
     def backup_job(self, node: yaml.Node, field_path: str) -> BackupJob:
         """One job, checked by the domain's own validation; errors point at the field's line."""
+        from itop_tui.domain.backup import COMPRESSIONS, METHODS, SSH_SCHEME, BackupJob
+        from itop_tui.domain.models import ValidationError
+
         entries = {key: (key_node, value) for key, key_node, value in self.mapping(node, field_path)}
         method_node = entries.get("method", (None, None))[1]
         method = self.choice(METHODS)(method_node, f"{field_path}.method") if method_node else "tar"
@@ -674,6 +688,8 @@ class _ConfigReader:
         return node
 
     def retention_section(self, node: yaml.Node, field_path: str) -> Retention:
+        from itop_tui.domain.backup import Retention
+
         count = self.integer(0, 100_000)
         return Retention(**self.section(node, field_path, {
             "keep_last": ("keep_last", count),
@@ -683,6 +699,8 @@ class _ConfigReader:
         }))
 
     def verify_section(self, node: yaml.Node, field_path: str) -> VerifyPolicy:
+        from itop_tui.domain.backup import VERIFY_SCOPES, VERIFY_WHEN, VerifyPolicy
+
         return VerifyPolicy(**self.section(node, field_path, {
             "when": ("when", self.choice(VERIFY_WHEN)),
             "scope": ("scope", self.choice(VERIFY_SCOPES)),
@@ -797,6 +815,8 @@ def _line_of(field_path: str, lines: dict[str, int]) -> int | None:
 
 
 def _did_you_mean(word: str, choices: Any) -> str:
+    import difflib
+
     close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
     return f" (did you mean {close[0]!r}?)" if close else ""
 

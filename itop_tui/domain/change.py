@@ -214,8 +214,9 @@ class WorkLogEntry:
     """One line of a change's history: who, when, what.
 
     ``kind`` is ``transition`` (a state change or an action that kept the
-    state, such as an approval), ``note``, ``run`` (a procedure run or an
-    ad-hoc command recorded against the change) or ``refused``.
+    state, such as an approval), ``edit`` (fields of a draft changed, or its
+    risk raised), ``note``, ``run`` (a procedure run or an ad-hoc command
+    recorded against the change) or ``refused``.
     """
 
     at: str
@@ -491,12 +492,29 @@ def new_change(
     )
     if change.risk_requested is not None and change.risk_requested not in RISKS:
         raise ChangeRefused(f"risk must be one of {', '.join(RISKS)}", "risk")
+    problem = window_problem(change.window_start, change.window_end)
+    if problem is not None:
+        raise ChangeRefused(problem, "window_end", action="new")
+    article = "an" if change_type[0] in "aeiou" else "a"
     entry = WorkLogEntry(
         at=stamp, actor=requester, kind="transition", action="new", to_state="draft",
-        text=f"created as a {change_type} change" + (
+        text=f"created as {article} {change_type} change" + (
             f" from template {change.template}" if change.template else ""),
     )
     return replace(change, work_log=(entry,))
+
+
+def window_problem(start: str | None, end: str | None) -> str | None:
+    """Why a window written on a change is wrong (it ends before it starts), or None.
+
+    A window given only in part is not a problem while the change is a
+    draft: scheduling asks for both ends.
+    """
+    begins, ends = parse_iso(start), parse_iso(end)
+    if begins is None or ends is None or ends > begins:
+        return None
+    return (f"the window must end after it starts: window_end {iso(ends)} is not after "
+            f"window_start {iso(begins)}")
 
 
 # -- risk ------------------------------------------------------------------------
@@ -884,6 +902,13 @@ def _plan_edit(change: Change, ctx: ActionContext, inp: ActionInput | None) -> _
                     change, "edit",
                     f"{name!r} cannot be edited; editable: {', '.join(EDITABLE_FIELDS)}", name,
                 )
+        window = {k: v for k, v in inp.fields.items() if k in ("window_start", "window_end")}
+        if window:
+            edited = _edited_fields(change, window)
+            problem = window_problem(edited.get("window_start", change.window_start),
+                                     edited.get("window_end", change.window_end))
+            if problem is not None:
+                raise _refuse(change, "edit", problem, "window_end")
     return _Plan("draft", "edited")
 
 
@@ -922,6 +947,15 @@ def _plan_assess(change: Change, ctx: ActionContext, inp: ActionInput | None) ->
     _skip_for(change, "assess", ("standard", "emergency"),
               f"{change.type} changes skip assessment")
     _require_role(change, "assess", ctx, Role.APPROVER)
+    if ctx.actor == change.requester and not ctx.allow_self_approval:
+        # Assessing moves the change towards its approval: the same separation of
+        # duties as approving (ITIL, ServiceNow: the requester is not the assessor).
+        raise _refuse(
+            change, "assess",
+            f"{ctx.actor} requested {change.ref or 'this change'} and cannot assess it: "
+            "another approver must (separation of duties)",
+            "approver",
+        )
     _require_fields(change, "assess", ("hosts", "impact", "outage"))
     if inp is not None and inp.risk is not None:
         try:
@@ -1111,6 +1145,7 @@ def _perform(
         text = _clip(inp.text)
         updates = {"updated": stamp}
     elif action == "edit":
+        kind = "edit"
         edited = _edited_fields(change, inp.fields)
         updates.update(edited)
         detail["fields"] = sorted(edited)
@@ -1120,10 +1155,14 @@ def _perform(
         detail["to"] = inp.new_type
         updates["type"] = inp.new_type
         text = f"type changed from {change.type} to {inp.new_type}"
-    elif action == "assess" and inp.risk is not None:
-        raised = raise_risk(change, inp.risk)
-        updates.update(risk_requested=raised.risk_requested, risk=raised.risk)
-        detail["risk"] = raised.risk
+    elif action == "assess":
+        if inp.risk is not None:
+            raised = raise_risk(change, inp.risk)
+            updates.update(risk_requested=raised.risk_requested, risk=raised.risk)
+            detail["risk"] = raised.risk
+        if ctx.actor == change.requester:
+            updates["self_approval_allowed"] = True
+            detail["self_assessment"] = True
     elif action == "approve":
         self_approval = ctx.actor == change.requester
         updates["approvals"] = (*change.approvals, Approval(

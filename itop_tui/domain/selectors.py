@@ -19,6 +19,10 @@ comma, terms are separated by commas (so a regular expression may hold ``:``).
 Matching of names is case-sensitive, as in Ansible. Results keep inventory
 order (so a slice counts hosts in inventory order).
 
+Lookups of groups, tags and attributes go through a :class:`HostIndex` built
+once per inventory snapshot (see :func:`host_index`), so a word that names no
+group costs a dictionary lookup rather than a pass over every host.
+
 Two departures from Ansible: ``[x-y]`` is a glob character class here (Ansible
 reads it as a subscript it has deprecated), and ``web:2`` is always the union
 of ``web`` and ``2`` (Ansible would take it for one host with a port).
@@ -29,12 +33,15 @@ from __future__ import annotations
 import fnmatch
 import ipaddress
 import re
-from collections.abc import Callable, Iterable
+import threading
+import weakref
+from collections.abc import Callable, Iterable, Set
 from dataclasses import dataclass
 
 from itop_tui.domain.models import CRITICALITIES, HOST_CLASSES, HOST_STATUSES, Host, Inventory
 
 QUALIFIERS = ("tag", "status", "class", "criticality", "group", "source")
+_ATTRIBUTES = {"status": "status", "class": "host_class", "criticality": "criticality", "source": "source"}
 _CHOICES = {"status": HOST_STATUSES, "class": HOST_CLASSES, "criticality": CRITICALITIES}
 _GLOB_CHARS = frozenset("*?[")
 _SUBSCRIPT = re.compile(r"^(.+)\[(?:(-?[0-9]+)|([0-9]+):([0-9]*))\]$")
@@ -188,94 +195,195 @@ def _compile(value: str, part: str) -> Callable[[str], bool]:
     return value.__eq__
 
 
+class HostIndex:
+    """What selectors look up in one inventory snapshot, built in one pass.
+
+    Host names by group (direct membership, as the hosts list them), by tag and
+    by value of each attribute qualifier, plus every host's position in
+    inventory order. The sets are frozen: callers combine them into new sets.
+    """
+
+    def __init__(self, inventory: Inventory) -> None:
+        """Index ``inventory`` as it is now."""
+        self._names = list(inventory.hosts)
+        self._hosts = list(inventory.hosts.values())
+        self._groups = list(inventory.groups)
+        self.position: dict[str, int] = {name: i for i, name in enumerate(self._names)}
+        self.all: frozenset[str] = frozenset(inventory.hosts)
+        members: dict[str, set[str]] = {}
+        tags: dict[str, set[str]] = {}
+        values: dict[str, dict[str, set[str]]] = {kind: {} for kind in _ATTRIBUTES}
+        empty: set[str] = set()
+        for name, host in inventory.hosts.items():
+            if host.groups:
+                for group in host.groups:
+                    members.setdefault(group, set()).add(name)
+            else:
+                empty.add(name)
+            for tag in host.tags:
+                tags.setdefault(tag, set()).add(name)
+            for kind, attr in _ATTRIBUTES.items():
+                values[kind].setdefault(getattr(host, attr), set()).add(name)
+        self.members: dict[str, frozenset[str]] = {g: frozenset(n) for g, n in members.items()}
+        self.no_group: frozenset[str] = frozenset(empty)
+        self.tags: dict[str, frozenset[str]] = {t: frozenset(n) for t, n in tags.items()}
+        self.values: dict[str, dict[str, frozenset[str]]] = {
+            kind: {v: frozenset(n) for v, n in by_value.items()} for kind, by_value in values.items()
+        }
+        names = set(inventory.groups)
+        names.update(self.members)
+        names.update(("all", "ungrouped"))
+        self.group_names: frozenset[str] = frozenset(names)
+
+    def describes(self, inventory: Inventory) -> bool:
+        """True while ``inventory`` holds the same names, host objects (or equal
+        ones) and group names as when it was indexed."""
+        return (
+            list(inventory.hosts) == self._names
+            and list(inventory.hosts.values()) == self._hosts
+            and list(inventory.groups) == self._groups
+        )
+
+    def ordered(self, names: Iterable[str]) -> list[str]:
+        """``names`` (all in the inventory) in inventory order."""
+        return sorted(names, key=self.position.__getitem__)
+
+
+_INDEXES: dict[int, tuple[weakref.ref[Inventory], HostIndex]] = {}
+_INDEXES_LOCK = threading.Lock()
+
+
+def host_index(inventory: Inventory) -> HostIndex:
+    """The :class:`HostIndex` of ``inventory``, built on first use and kept while
+    the inventory lives.
+
+    The index is rebuilt when a host or group is added, removed or replaced
+    (a check of the names and host objects, about 0.1 ms at 10,000 hosts). An
+    inventory is a snapshot (the store hands out a new one per load); after
+    changing a host object in place (its groups, tags, status...) call
+    :func:`forget_index`.
+    """
+    key = id(inventory)
+    entry = _INDEXES.get(key)
+    if entry is not None and entry[0]() is inventory and entry[1].describes(inventory):
+        return entry[1]
+    index = HostIndex(inventory)
+    ref = weakref.ref(inventory, lambda dead: _drop(key, dead))
+    with _INDEXES_LOCK:
+        _INDEXES[key] = (ref, index)
+    return index
+
+
+def _drop(key: int, dead: weakref.ref[Inventory]) -> None:
+    # Only the entry of the inventory that died: its id may already be reused.
+    with _INDEXES_LOCK:
+        entry = _INDEXES.get(key)
+        if entry is not None and entry[0] is dead:
+            del _INDEXES[key]
+
+
+def forget_index(inventory: Inventory) -> None:
+    """Drop ``inventory``'s index, so the next selection sees in-place edits."""
+    with _INDEXES_LOCK:
+        entry = _INDEXES.get(id(inventory))
+        if entry is not None and entry[0]() is inventory:
+            del _INDEXES[id(inventory)]
+
+
 def select_hosts(inventory: Inventory, selector: str | Selector) -> list[Host]:
     """The hosts of ``inventory`` that ``selector`` picks, in inventory order.
 
     Raises :class:`SelectorError` for text that does not parse.
     """
     parsed = parse_selector(selector) if isinstance(selector, str) else selector
+    index = host_index(inventory)
     chosen: set[str] = set()
     for term in parsed.terms:
-        names = _term_hosts(inventory, term)
+        names = _term_hosts(inventory, index, term)
         if term.op == "&":
             chosen &= names
         elif term.op == "!":
             chosen -= names
         else:
             chosen |= names
-    if len(chosen) == len(inventory.hosts):
-        return list(inventory.hosts.values())
-    return [h for n, h in inventory.hosts.items() if n in chosen]
+    hosts = inventory.hosts
+    if len(chosen) == len(hosts):
+        return list(hosts.values())
+    if len(chosen) * 8 < len(hosts):
+        # few hosts: sorting them by position beats a pass over the inventory
+        return [hosts[n] for n in index.ordered(chosen)]
+    return [h for n, h in hosts.items() if n in chosen]
 
 
-def _term_hosts(inventory: Inventory, term: Term) -> set[str]:
+def _term_hosts(inventory: Inventory, index: HostIndex, term: Term) -> Set[str]:
     hosts = inventory.hosts
     value = term.value
-    found: set[str]
+    found: Set[str]
     if term.kind == "name":
         if value in hosts and term.subscript is None:
             return {value}
-        found = set(hosts) if value in ("all", "*") else _name_matches(inventory, value)
+        found = index.all if value in ("all", "*") else _name_matches(inventory, index, value)
     elif term.kind == "group":
         if _is_pattern(value):
             test = _compile(value, value)
-            found = _members(inventory, [g for g in _group_names(inventory) if test(g)])
+            found = _members(inventory, index, [g for g in index.group_names if test(g)])
         else:
-            found = _members(inventory, [value])
+            found = _members(inventory, index, [value])
     elif term.kind == "tag":
-        if _is_pattern(value):
-            test = _compile(value, value)
-            found = {n for n, h in hosts.items() if any(test(t) for t in h.tags)}
-        else:
-            found = {n for n, h in hosts.items() if value in h.tags}
+        found = _lookup(index.tags, value)
     else:
-        attr = _ATTRIBUTES[term.kind]
-        if _is_pattern(value):
-            test = _compile(value, value)
-            found = {n for n, h in hosts.items() if test(getattr(h, attr))}
-        else:
-            found = {n for n, h in hosts.items() if getattr(h, attr) == value}
+        found = _lookup(index.values[term.kind], value)
     if term.subscript is not None:
-        found = _apply_subscript(inventory, found, term.subscript)
+        found = _apply_subscript(index, found, term.subscript)
     return found
 
 
-def _name_matches(inventory: Inventory, value: str) -> set[str]:
+def _lookup(by_value: dict[str, frozenset[str]], value: str) -> Set[str]:
+    """The hosts under ``value`` (exact), or under every value the pattern matches."""
+    if not _is_pattern(value):
+        return by_value.get(value, frozenset())
+    test = _compile(value, value)
+    found: set[str] = set()
+    for candidate, names in by_value.items():
+        if test(candidate):
+            found |= names
+    return found
+
+
+def _name_matches(inventory: Inventory, index: HostIndex, value: str) -> Set[str]:
     if not _is_pattern(value):
         if value in inventory.hosts:
             return {value}
-        return _members(inventory, [value])
+        return _members(inventory, index, [value])
     test = _compile(value, value)
-    groups = [g for g in _group_names(inventory) if test(g)]
-    found = _members(inventory, groups)
+    groups = [g for g in index.group_names if test(g)]
+    found = set(_members(inventory, index, groups))
     found.update(n for n in inventory.hosts if test(n))
     return found
 
 
-def _group_names(inventory: Inventory) -> Iterable[str]:
-    names = inventory.all_group_names()
-    names.update(("all", "ungrouped"))
-    return names
-
-
-def _members(inventory: Inventory, groups: list[str]) -> set[str]:
+def _members(inventory: Inventory, index: HostIndex, groups: list[str]) -> Set[str]:
     if not groups:
-        return set()
+        return frozenset()
     if "all" in groups:
-        return set(inventory.hosts)
+        return index.all
+    known = [g for g in groups if g in index.group_names]
+    if not known:
+        # a word that names no group: no host can be in it
+        return frozenset()
     wanted: set[str] = set()
-    for g in groups:
+    for g in known:
         wanted |= inventory.descendant_groups(g)
-    found = {n for n, h in inventory.hosts.items() if not wanted.isdisjoint(h.groups)}
+    found: set[str] = set()
+    for g in wanted:
+        found |= index.members.get(g, frozenset())
     if "ungrouped" in wanted:
-        found.update(n for n, h in inventory.hosts.items() if not h.groups)
+        found |= index.no_group
     return found
 
 
-def _apply_subscript(
-    inventory: Inventory, found: set[str], subscript: tuple[int, int | None]
-) -> set[str]:
-    ordered = [n for n in inventory.hosts if n in found]
+def _apply_subscript(index: HostIndex, found: Set[str], subscript: tuple[int, int | None]) -> Set[str]:
+    ordered = index.ordered(found)
     if not ordered:
         return set()
     start, end = subscript
@@ -288,8 +396,6 @@ def _apply_subscript(
         end = len(ordered) - 1
     return set(ordered[start : end + 1])
 
-
-_ATTRIBUTES = {"status": "status", "class": "host_class", "criticality": "criticality", "source": "source"}
 
 
 def host_text(host: Host) -> str:

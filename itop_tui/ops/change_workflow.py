@@ -58,8 +58,15 @@ from itop_tui.domain.change_windows import (
     upcoming,
 )
 from itop_tui.domain.models import Host, Inventory
+from itop_tui.domain.procedure import Procedure, Variable
 from itop_tui.domain.roles import Role
 from itop_tui.domain.selectors import select_hosts
+from itop_tui.domain.substitution import (
+    BUILTIN_VARIABLES,
+    VariableError,
+    resolve_values,
+    value_problem,
+)
 from itop_tui.ops.procedure_runner import ProcedureRunner, RunCallbacks, RunEvent
 from itop_tui.services.change_repo import ChangeRepository
 from itop_tui.services.context import Services
@@ -73,6 +80,8 @@ BackoutDecision = bool | Callable[[Change, ProcedureRun], bool | Awaitable[bool]
 
 # Run statuses after which the run is over for the change.
 _RUN_OVER = ("succeeded", "failed", "aborted")
+# Where a secret value comes from for `itop change implement|backout` (never stored).
+SECRET_ENV_PREFIX = "ITOP_VAR_"
 
 
 def default_backup_lookup(services: Services) -> BackupLookup | None:
@@ -147,6 +156,23 @@ class ImplementResult:
     message: str
     run: ProcedureRun | None = None
     backout_run: ProcedureRun | None = None
+
+
+@dataclass(frozen=True)
+class NeededVariable:
+    """A variable one of a change's procedures needs that has no value yet.
+
+    Secret variables are always needed: they are never stored on a change.
+    """
+
+    purpose: str  # implementation or backout
+    procedure: str
+    variable: Variable
+
+    @property
+    def name(self) -> str:
+        """The variable's name."""
+        return self.variable.name
 
 
 @dataclass(frozen=True)
@@ -290,6 +316,14 @@ class ChangeWorkflow:
         missing = [h for h in change.hosts if h not in inventory.hosts]
         if missing:
             notes.append(f"not in the inventory any more: {', '.join(missing)}")
+        if change.state not in ("closed", "cancelled"):
+            try:
+                needed = [n for n in self.missing_variables(change) if not n.variable.secret]
+            except ChangeRefused as refusal:
+                notes.append(refusal.reason)
+            else:
+                notes.extend(f"variable {n.name} of {n.procedure} ({n.purpose}) has no value: "
+                             "it is asked when implementing" for n in needed)
         return notes
 
     def calendar(self, days: float = 7.0) -> list[CalendarEntry]:
@@ -438,7 +472,7 @@ class ChangeWorkflow:
             updated = self._with_risk(updated, inventory)
             if risk is not None:
                 updated = raise_risk(updated, risk)
-                updated = log_entry(updated, actor=ctx.actor, now=ctx.now, kind="transition",
+                updated = log_entry(updated, actor=ctx.actor, now=ctx.now, kind="edit",
                                     text=f"risk raised to {risk}", detail={"risk": updated.risk})
             return updated
 
@@ -553,6 +587,14 @@ class ChangeWorkflow:
         callable asked with the change and the run) and ends ``backed_out``
         when the backout succeeds, else ``failed``.
         """
+        current = self.get(ref)
+        refusal = check(current, "implement", self.context(current, None, "implement"))
+        if refusal is not None:
+            self._audit_refusal(current.ref, "implement", refusal)
+            raise refusal
+        # Everything that can be known before the change moves to implement is
+        # checked now: a refusal later would leave it stuck there.
+        self._check_ready(current, ("implementation", "backout"), variables, "implement")
         change = self.act(ref, "implement")
         if not change.implementation:
             return ImplementResult(
@@ -612,6 +654,7 @@ class ChangeWorkflow:
                 raise refusal
             done = self.act(ref, "backout", ActionInput(comment=comment))
             return ImplementResult(done, True, f"{done.ref} backed out by hand")
+        self._check_ready(change, ("backout",), variables, "backout")
         run = await self._run_procedure(change, "backout", callbacks, variables)
         return self._backout_outcome(change, run, None)
 
@@ -701,10 +744,20 @@ class ChangeWorkflow:
         )
         earlier = change.linked_run(purpose)
         earlier_run = self.runs.get(earlier.id) if earlier is not None else None
-        values = {**change.variables, **dict(variables or {})}
+        stored = self.procedures.get(procedure_id)
+        # Each procedure gets only the variables it declares: the implementation
+        # and the backout procedures seldom declare the same ones.
+        declared = ({v.name for v in stored.procedure.variables} if stored is not None
+                    else set(change.variables) | set(variables or {}))
+        values = {k: v for k, v in {**change.variables, **dict(variables or {})}.items()
+                  if k in declared}
+        given = {k: v for k, v in dict(variables or {}).items() if k in declared}
         try:
             if earlier_run is not None and not earlier_run.finished:
-                run = await runner.resume(earlier_run.id, variables=variables)
+                # Values fixed when the run started are not given again.
+                given = {k: v for k, v in given.items()
+                         if not (k in earlier_run.answered and earlier_run.variables.get(k) == v)}
+                run = await runner.resume(earlier_run.id, variables=given)
             else:
                 run = await runner.start(procedure_id, selector=selector, variables=values,
                                          change_id=change.ref)
@@ -755,6 +808,8 @@ class ChangeWorkflow:
         return tuple(h.name for h in hosts)
 
     def _check_procedures(self, values: Mapping[str, Any], action: str) -> None:
+        """The procedures are in the library and the variables fit them (create, edit)."""
+        procedures: dict[str, Procedure] = {}
         for name in ("implementation", "backout"):
             procedure_id = values.get(name)
             if not procedure_id:
@@ -764,13 +819,102 @@ class ChangeWorkflow:
                 raise ChangeRefused(
                     f"no procedure {procedure_id!r} in the library for the {name} "
                     "(see `itop procedure list`)", name, action=action)
-            secrets = stored.procedure.secret_names() & set(values.get("variables") or {})
-            if secrets:
+            procedures[name] = stored.procedure
+        problem = variables_problem(dict(values.get("variables") or {}), procedures)
+        if problem is not None:
+            raise ChangeRefused(problem, "variables", action=action)
+
+    def procedures_of(self, change: Change, purposes: Sequence[str]) -> dict[str, Procedure]:
+        """The change's procedures for ``purposes`` (implementation, backout), by purpose.
+
+        Raises :class:`ChangeRefused` naming the field when one is no longer
+        in the library.
+        """
+        found: dict[str, Procedure] = {}
+        for purpose in purposes:
+            procedure_id = change.implementation if purpose == "implementation" else change.backout
+            if not procedure_id:
+                continue
+            stored = self.procedures.get(procedure_id)
+            if stored is None:
                 raise ChangeRefused(
-                    f"{', '.join(sorted(secrets))} {'is a secret' if len(secrets) == 1 else 'are secrets'}"
-                    " of the procedure and cannot be stored on a change: give "
-                    f"{'it' if len(secrets) == 1 else 'them'} when implementing (ITOP_VAR_NAME)",
-                    "variables", action=action)
+                    f"{change.ref}: its {purpose} procedure {procedure_id!r} is not in the "
+                    "library any more (see `itop procedure list`)",
+                    "implementation" if purpose == "implementation" else "backout",
+                    action="implement" if purpose == "implementation" else "backout",
+                    state=change.state)
+            found[purpose] = stored.procedure
+        return found
+
+    def missing_variables(
+        self, change: Change, given: Mapping[str, str] | None = None,
+        purposes: Sequence[str] = ("implementation", "backout"),
+    ) -> list[NeededVariable]:
+        """Variables the change's procedures need that neither the change nor ``given`` holds.
+
+        Required variables without a default (those an ``input`` step asks
+        during the run excepted), and every secret a procedure uses that is
+        not given (secrets are never stored, so they are asked each time; an
+        optional secret left empty is fine). A procedure missing from the
+        library raises :class:`ChangeRefused`.
+        """
+        values = {**change.variables, **dict(given or {})}
+        needed: list[NeededVariable] = []
+        for purpose, procedure in self.procedures_of(change, purposes).items():
+            deferred = procedure.input_variable_names()
+            for variable in procedure.variables:
+                if variable.name in values or variable.name in deferred:
+                    continue
+                if variable.required and variable.default is None or variable.secret:
+                    needed.append(NeededVariable(purpose, procedure.id, variable))
+        return needed
+
+    def _check_ready(
+        self, change: Change, purposes: Sequence[str], given: Mapping[str, str] | None,
+        action: str,
+    ) -> None:
+        """Refuse (audited) before anything moves when a procedure cannot start.
+
+        Checked: the procedures are in the library, every given variable is
+        declared by one of them, and each procedure's variables (the change's
+        values, ``given`` over them, only the names it declares) resolve:
+        required ones present, values fitting their rules. A run of an
+        earlier attempt that is to be resumed keeps its own values.
+        """
+        try:
+            procedures = self.procedures_of(change, purposes)
+            self._check_given(change, given or {}, procedures, action)
+            for purpose, procedure in procedures.items():
+                earlier = change.linked_run(purpose)
+                earlier_run = self.runs.get(earlier.id) if earlier is not None else None
+                if earlier_run is not None and not earlier_run.finished:
+                    continue
+                declared = {v.name for v in procedure.variables}
+                values = {k: v for k, v in {**change.variables, **dict(given or {})}.items()
+                          if k in declared}
+                try:
+                    resolve_values(procedure.variables, values,
+                                   deferred=procedure.input_variable_names())
+                except VariableError as exc:
+                    raise ChangeRefused(
+                        _variable_refusal(change, action, purpose, procedure, exc.problems),
+                        "variables", action=action, state=change.state) from None
+        except ChangeRefused as refusal:
+            self._audit_refusal(change.ref, action, refusal)
+            raise
+
+    @staticmethod
+    def _check_given(change: Change, given: Mapping[str, str],
+                     procedures: Mapping[str, Procedure], action: str) -> None:
+        declared = {v.name for p in procedures.values() for v in p.variables}
+        unknown = sorted(set(given) - declared)
+        if unknown:
+            names = " or ".join(p.id for p in procedures.values()) or "no procedure"
+            known = ", ".join(sorted(declared)) or "none"
+            raise ChangeRefused(
+                f"{', '.join(unknown)} {'is' if len(unknown) == 1 else 'are'} not a variable of "
+                f"{names}, the procedures of {change.ref} (variables: {known})",
+                "variables", action=action, state=change.state)
 
     def _with_risk(self, change: Change, inventory: Inventory) -> Change:
         hosts = [inventory.hosts[n] for n in change.hosts if n in inventory.hosts]
@@ -806,6 +950,60 @@ class ChangeWorkflow:
     def _log(self, ref: str, text: str, detail: dict[str, Any] | None = None) -> None:
         self.changes.append_log(ref, actor=self.services.actor, now=self.clock(), kind="run",
                                 text=text, detail=detail)
+
+
+def variables_problem(variables: Mapping[str, str],
+                      procedures: Mapping[str, Procedure]) -> str | None:
+    """Why ``variables`` cannot be stored on a change with ``procedures`` (by purpose), or None.
+
+    Each name must be declared by one of the procedures (the built-ins
+    ``host`` and ``address`` are set by itop), its value must fit the rules
+    of every procedure declaring it, and no secret is ever stored.
+    """
+    for name, value in variables.items():
+        if name in BUILTIN_VARIABLES:
+            return f"variables: {name} is set by itop for each host and cannot be given"
+        declaring = [(purpose, p, p.variable(name)) for purpose, p in procedures.items()
+                     if p.variable(name) is not None]
+        if not declaring:
+            if not procedures:
+                return (f"variables: {name}: the change has no implementation or backout "
+                        "procedure to take variables (choose the procedures first)")
+            known = ", ".join(sorted({v.name for p in procedures.values()
+                                      for v in p.variables})) or "none"
+            ids = " or ".join(p.id for p in procedures.values())
+            return f"variables: {name} is not a variable of {ids} (variables: {known})"
+        for purpose, procedure, variable in declaring:
+            assert variable is not None
+            if variable.secret:
+                return (f"variables: {name} is a secret variable of procedure {procedure.id} "
+                        f"and is never stored on a change: give it when implementing "
+                        f"({SECRET_ENV_PREFIX}{name} in the environment of `itop change "
+                        "implement`, or when the Changes pane asks for it)")
+            problem = value_problem(variable, value)
+            if problem is not None:
+                return (f"variables: {name} ({purpose} procedure {procedure.id}) {problem}")
+    return None
+
+
+def _variable_refusal(change: Change, action: str, purpose: str, procedure: Procedure,
+                      problems: Sequence[tuple[str, str]]) -> str:
+    """A sentence per variable problem: whose variable it is and how to give it."""
+    sentences = []
+    for name, problem in problems:
+        variable = procedure.variable(name)
+        secret = variable is not None and variable.secret
+        kind = "secret variable" if secret else "variable"
+        how = (f"give it in {SECRET_ENV_PREFIX}{name} (`itop change {action} {change.ref}`; "
+               "secrets are never stored), or when the Changes pane asks for it") if secret else (
+            f"give it with --var {name}=VALUE (`itop change {action} {change.ref}`), or when "
+            "the Changes pane asks for it" + (
+                f"; or store it on the draft (`itop change edit {change.ref} --var "
+                f"{name}=VALUE`, or the Variables field of the edit form)"
+                if change.state == "draft" else ""))
+        sentences.append(f"{name} is a {kind} of procedure {procedure.id} (the {purpose} of "
+                         f"{change.ref}) and {problem}: {how}")
+    return "; ".join(sentences)
 
 
 def _schedules(change: Change, action: str) -> bool:

@@ -7,16 +7,23 @@ its key, or the reason it is not allowed. A key whose action is not allowed
 says why in the status line instead of acting; the workflow checks every
 guard again when it acts, so a refusal there is shown the same way.
 
-Store calls run in thread workers. ``implement`` and ``back out`` run the
-change's procedure with the runner in an async worker, showing each step
-and host as it ends; a failed implementation offers the backout procedure.
+Store calls run in thread workers. ``implement`` and ``back out`` first ask
+for the values the procedures need that the change does not hold (secrets
+always: they are never stored), then run the change's procedure with the
+runner in an async worker, showing each step and host as it ends; a failed
+implementation offers the backout procedure.
+
+What may be done depends on the time (a window opens, closes): the guards
+are judged again when a key is pressed, every second while a window
+boundary is near, and the change is read again every 15 s; when what may be
+done changes, the status line says it afresh.
 """
 
 from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any, ClassVar
 
@@ -41,7 +48,12 @@ from itop_tui.domain.change_windows import time_left
 from itop_tui.domain.output import strip_control
 from itop_tui.domain.selectors import SelectorError
 from itop_tui.domain.timespec import TimeSpecError, parse_when
-from itop_tui.ops.change_workflow import BackupStatus, ChangeWorkflow, ImplementResult
+from itop_tui.ops.change_workflow import (
+    BackupStatus,
+    ChangeWorkflow,
+    ImplementResult,
+    NeededVariable,
+)
 from itop_tui.ops.procedure_runner import RunCallbacks, RunEvent, RunnerError
 from itop_tui.screens.change_form import ChangeEditScreen, FieldsDialog, FormField
 from itop_tui.screens.confirm import ChoiceDialog, ConfirmDialog
@@ -71,6 +83,21 @@ REFUSALS = (ChangeRefused, ChangeNotFound, ReadOnlyError, RunnerError, SelectorE
 
 PROGRESS_LINES = 200
 """Progress lines kept of a run (the last few are shown)."""
+
+RELOAD_SECONDS = 15
+"""The change is read again this often (another itop may have moved it)."""
+
+BOUNDARY_NEAR = timedelta(minutes=2)
+"""Within this of a window's start or end, the guards are judged every second."""
+
+
+def state_phrase(state: str) -> str:
+    """``is in assess``, ``is scheduled``, ``is a draft``: the state in a sentence."""
+    if state == "draft":
+        return "is a draft"
+    if state in ("assess", "authorize", "implement", "review"):
+        return f"is in {state}"
+    return f"is {state.replace('_', ' ')}"
 
 
 # -- what the detail shows -----------------------------------------------------------
@@ -254,9 +281,10 @@ class ChangeDetailScreen(ReportsWorkerErrors, Screen[None]):
     class Loaded(Message):
         """The change as read now, with what derives from it."""
 
-        def __init__(self, view: ChangeView) -> None:
+        def __init__(self, view: ChangeView, is_reload: bool = False) -> None:
             super().__init__()
             self.view = view
+            self.is_reload = is_reload
 
     def __init__(self, workflow: ChangeWorkflow, ref: str) -> None:
         """Show change ``ref`` of ``workflow``."""
@@ -266,6 +294,8 @@ class ChangeDetailScreen(ReportsWorkerErrors, Screen[None]):
         self.view: ChangeView | None = None
         self.running = False
         self.progress: deque[str] = deque(maxlen=PROGRESS_LINES)
+        self._ticks = 0
+        self._forced_refresh = False
 
     def compose(self) -> ComposeResult:
         """Header, the detail, the progress of a run, the status line, footer."""
@@ -273,14 +303,48 @@ class ChangeDetailScreen(ReportsWorkerErrors, Screen[None]):
         with VerticalScroll(id="change-detail"):
             yield Static("", id="change-body")
         yield Static("", id="change-progress", markup=False)
-        yield Static(f"Loading {self.ref}…", id="change-status", markup=False)
+        status = Static(f"Loading {self.ref}…", id="change-status", markup=False)
+        # Long refusals wrap over a few lines rather than being cut at the edge.
+        status.styles.height = "auto"
+        status.styles.max_height = 4
+        yield status
         yield Footer()
 
     def on_mount(self) -> None:
-        """Read the change."""
+        """Read the change; keep what may be done up to date with the time."""
         self.sub_title = self.ref
         self.query_one("#change-progress").display = False
         self.load_change()
+        self._ticks = 0
+        self.set_interval(1.0, self._tick)
+
+    def _tick(self) -> None:
+        """Each second: judge the guards again near a window boundary; reload now and then."""
+        if self.view is None or self.running:
+            return
+        self._ticks += 1
+        if self._ticks % RELOAD_SECONDS == 0:
+            self.load_change(True)
+            return
+        change = self.view.change
+        now = self.workflow.clock()
+        if any(moment is not None and abs(moment - now) <= BOUNDARY_NEAR
+               for moment in (change.start, change.end)):
+            self.reevaluate()
+
+    def reevaluate(self) -> bool:
+        """Judge the guards again at the current time; True when what may be done changed.
+
+        Pure work on the change as last read (no store access), so it runs
+        on the spot, when a key is pressed too.
+        """
+        if self.view is None:
+            return False
+        actions = schedulable(self.workflow, self.view.change)
+        if actions == self.view.actions:
+            return False
+        self._show(replace(self.view, actions=actions), refreshed=True)
+        return True
 
     @property
     def change(self) -> Change | None:
@@ -289,30 +353,43 @@ class ChangeDetailScreen(ReportsWorkerErrors, Screen[None]):
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="load",
           description="Read the change")
-    def load_change(self) -> None:
-        """Read the change and what derives from it (in a thread)."""
+    def load_change(self, refresh: bool = False) -> None:
+        """Read the change and what derives from it (in a thread).
+
+        ``refresh``: a reload (F5, the periodic one) rather than the reading
+        after an action, whose outcome the status line keeps saying.
+        """
         workflow = self.workflow
         change = workflow.get(self.ref)
         view = ChangeView(change, schedulable(workflow, change), workflow.warnings(change),
                           workflow.approvers_for(change), workflow.backup_status(change))
-        self.post_message(self.Loaded(view))
+        self.post_message(self.Loaded(view, refresh))
 
     def on_change_detail_screen_loaded(self, message: Loaded) -> None:
         """Show the change."""
-        self.view = message.view
-        self.query_one("#change-body", Static).update(
-            change_text(message.view, self.workflow.clock()))
-        if self.query_one("#change-status", Static).content == f"Loading {self.ref}…":
+        self._show(message.view, refreshed=message.is_reload)
+
+    def _show(self, view: ChangeView, *, refreshed: bool) -> None:
+        """Show ``view``; the status line says what may be done when it is new or changed."""
+        before = self.view
+        self.view = view
+        self.query_one("#change-body", Static).update(change_text(view, self.workflow.clock()))
+        changed = before is None or before.actions != view.actions or (
+            before.change.state != view.change.state)
+        loading = self.query_one("#change-status", Static).content == f"Loading {self.ref}…"
+        if loading or (refreshed and (changed or self._forced_refresh)):
             self.status(self._next_hint())
+        self._forced_refresh = False
 
     def _next_hint(self) -> str:
         if self.view is None:
             return ""
         allowed = [label for action, key, label in ACTION_KEYS
                    if self.view.actions.get(action, "") is None and action != "note"]
+        where = f"{self.ref} {state_phrase(self.view.change.state)}"
         if not allowed:
-            return f"{self.ref} is {self.view.change.state}: nothing to do here now."
-        return f"{self.ref} is {self.view.change.state}. You may: {', '.join(allowed)}."
+            return f"{where}: nothing to do here now."
+        return f"{where}. You may: {', '.join(allowed)}."
 
     def status(self, text: str) -> None:
         """Say ``text`` in the status line."""
@@ -326,8 +403,9 @@ class ChangeDetailScreen(ReportsWorkerErrors, Screen[None]):
         self.dismiss(None)
 
     def action_reload(self) -> None:
-        """Read the change again."""
-        self.load_change()
+        """Read the change again; the status line starts afresh."""
+        self._forced_refresh = True
+        self.load_change(True)
 
     # -- acting ------------------------------------------------------------------------
 
@@ -340,7 +418,13 @@ class ChangeDetailScreen(ReportsWorkerErrors, Screen[None]):
         return self.view.actions.get(action, f"{action} is not an action of a change")
 
     def action_change(self, action: str) -> None:
-        """Do ``action`` on the change, asking what it needs, or say why it may not."""
+        """Do ``action`` on the change, asking what it needs, or say why it may not.
+
+        The guards are judged again first: a window may have opened since
+        the list of actions was drawn.
+        """
+        if not self.running:
+            self.reevaluate()
         reason = self.refusal(action)
         if reason is not None:
             label = next(lbl for act, _key, lbl in ACTION_KEYS if act == action)
@@ -455,7 +539,66 @@ class ChangeDetailScreen(ReportsWorkerErrors, Screen[None]):
     # -- implementing and backing out ---------------------------------------------------
 
     def _ask_implement(self, change: Change) -> None:
+        self.prepare_run(change, "implement")
+
+    def _ask_backout(self, change: Change) -> None:
+        if not change.backout:
+            self._ask("Back out", [FormField("comment", "How it was backed out by hand",
+                                             required=True)],
+                      lambda v: self._backout_by_hand(change, v["comment"]))
+            return
+        self.prepare_run(change, "backout")
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="prepare",
+          description="Check the procedures")
+    def prepare_run(self, change: Change, what: str) -> None:
+        """Find the values the procedures need that the change lacks (in a thread)."""
+        purposes = ("implementation", "backout") if what == "implement" else ("backout",)
+        title = "Implement" if what == "implement" else "Back out"
+        try:
+            needed = self.workflow.missing_variables(change, purposes=purposes)
+        except REFUSALS as exc:
+            self.app.call_from_thread(self._refused, title, describe_error(exc))
+            return
+        self.app.call_from_thread(self._ask_values, change, what, needed)
+
+    def _ask_values(self, change: Change, what: str, needed: list[NeededVariable]) -> None:
+        """Ask for the missing values (none: straight to the question), then confirm."""
+        if not needed:
+            self._confirm_run(change, what, {})
+            return
+        fields: dict[str, FormField] = {}
+        for item in needed:
+            variable = item.variable
+            if variable.name in fields:
+                continue
+            kind = "secret, " if variable.secret else ""
+            fields[variable.name] = FormField(
+                variable.name,
+                f"{variable.name} ({kind}variable of {item.procedure}, the {item.purpose})",
+                _clean(variable.description), required=variable.required,
+                choices=variable.choices, secret=variable.secret)
+
+        def answered(values: dict[str, str] | None) -> None:
+            if values is not None:
+                self._confirm_run(change, what, {k: v for k, v in values.items() if v != ""})
+
+        intro = ("The procedures need these values, which the change does not hold. They are "
+                 "used for this run only; secrets are never stored or shown.")
+        self.app.push_screen(FieldsDialog(f"Values for {change.ref}", list(fields.values()),
+                                          intro=intro, save_label="Continue"), answered)
+
+    def _confirm_run(self, change: Change, what: str, values: dict[str, str]) -> None:
         hosts = ", ".join(change.hosts)
+        if what == "backout":
+            def backout(yes: bool | None) -> None:
+                if yes:
+                    self.backout(change, values)
+
+            self.app.push_screen(ConfirmDialog(
+                f"Back out {change.ref}", f"Run {change.backout} on {hosts} now?",
+                yes="Back out"), backout)
+            return
         if not change.implementation:
             question = (f"{change.ref} has no implementation procedure: the work is done by "
                         f"hand on {hosts}. Start implementing it now?")
@@ -464,27 +607,12 @@ class ChangeDetailScreen(ReportsWorkerErrors, Screen[None]):
                         f"you are asked whether to run the backout procedure "
                         f"({change.backout or 'none: back out by hand'}).")
 
-        def answered(yes: bool | None) -> None:
+        def implement(yes: bool | None) -> None:
             if yes:
-                self.implement(change)
+                self.implement(change, values)
 
         self.app.push_screen(ConfirmDialog(f"Implement {change.ref}", question,
-                                           yes="Implement"), answered)
-
-    def _ask_backout(self, change: Change) -> None:
-        if not change.backout:
-            self._ask("Back out", [FormField("comment", "How it was backed out by hand",
-                                             required=True)],
-                      lambda v: self._backout_by_hand(change, v["comment"]))
-            return
-
-        def answered(yes: bool | None) -> None:
-            if yes:
-                self.backout(change)
-
-        self.app.push_screen(ConfirmDialog(
-            f"Back out {change.ref}", f"Run {change.backout} on {', '.join(change.hosts)} now?",
-            yes="Back out"), answered)
+                                           yes="Implement"), implement)
 
     def _backout_by_hand(self, change: Change, comment: str) -> Change:
         return self.workflow.act(change.ref, "backout", ActionInput(comment=comment))
@@ -536,8 +664,11 @@ class ChangeDetailScreen(ReportsWorkerErrors, Screen[None]):
         self.load_change()
 
     @work(exclusive=True, exit_on_error=False, group="run", description="Implement the change")
-    async def implement(self, change: Change) -> None:
-        """Implement the change (by its procedure, or by hand with an outcome)."""
+    async def implement(self, change: Change, values: dict[str, str] | None = None) -> None:
+        """Implement the change (by its procedure, or by hand with an outcome).
+
+        ``values`` are the variables asked for this run (never stored on the change).
+        """
         self._start_run("Implementing")
         if not change.implementation:
             await self._implement_by_hand(change)
@@ -552,7 +683,8 @@ class ChangeDetailScreen(ReportsWorkerErrors, Screen[None]):
 
         try:
             result = await self.workflow.implement(
-                change.ref, callbacks=self._run_callbacks(), backout_on_failure=offer)
+                change.ref, callbacks=self._run_callbacks(), variables=values,
+                backout_on_failure=offer)
         except REFUSALS as exc:
             self._end_run("Implement", None, describe_error(exc))
             return
@@ -581,11 +713,12 @@ class ChangeDetailScreen(ReportsWorkerErrors, Screen[None]):
                                                    f"{done.ref}: {done.state}"), None)
 
     @work(exclusive=True, exit_on_error=False, group="run", description="Back out the change")
-    async def backout(self, change: Change) -> None:
-        """Run the change's backout procedure."""
+    async def backout(self, change: Change, values: dict[str, str] | None = None) -> None:
+        """Run the change's backout procedure with ``values`` asked for this run."""
         self._start_run("Backing out")
         try:
-            result = await self.workflow.backout(change.ref, callbacks=self._run_callbacks())
+            result = await self.workflow.backout(change.ref, callbacks=self._run_callbacks(),
+                                                 variables=values)
         except REFUSALS as exc:
             self._end_run("Back out", None, describe_error(exc))
             return

@@ -8,11 +8,20 @@ config, its hosts chosen with the selector syntax (the count of matching
 hosts shown as you type) and its procedures from the library.
 :class:`ChangeEditScreen` edits a draft the same way, its fields filled in
 from the change; only what the person changed is written.
+
+Keys: the first field has the cursor as soon as a dialog opens (keys typed
+right after the key that opened it land there). Ctrl+S saves and Escape
+cancels, as the dialog's own footer says. In the new-change and edit forms
+Enter moves to the next field (after the last one, to the Save button) and
+never saves a half-filled form; in the small dialogs (a comment, a window)
+Enter in the last field saves. A field's text is not selected when the
+cursor enters it, so typing adds to it rather than replacing it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import shlex
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, ClassVar
@@ -22,7 +31,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
-from textual.widgets import Button, Input, Static
+from textual.widgets import Button, Footer, Input, Static
 
 from itop_tui.domain.change import CHANGE_TYPES, Change, ChangeRefused
 from itop_tui.domain.models import Inventory
@@ -39,7 +48,7 @@ class FormField:
     """One text field: its name, label, hint, initial value and rules.
 
     ``choices`` (when given) lists the only values accepted; an empty value
-    is accepted unless ``required``.
+    is accepted unless ``required``. A ``secret`` field hides what is typed.
     """
 
     name: str
@@ -48,6 +57,7 @@ class FormField:
     value: str = ""
     required: bool = False
     choices: tuple[str, ...] = ()
+    secret: bool = False
 
 
 def check_values(fields: Sequence[FormField], values: dict[str, str]) -> str | None:
@@ -65,9 +75,13 @@ class FieldsDialog(ReportsWorkerErrors, ModalScreen[dict[str, str] | None]):
     """A few labelled inputs; Ctrl+S or Enter in the last one saves, Escape cancels."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("escape", "cancel", "Cancel"),
-        Binding("ctrl+s", "save", "Save"),
+        Binding("ctrl+s", "save", "Save", show=True),
+        Binding("escape", "cancel", "Cancel", show=True),
     ]
+    # Focused while the dialog is composed, before any queued key is handled.
+    AUTO_FOCUS = ".change-fields Input"
+    ENTER_SAVES = True
+    """Enter in the last field saves (small dialogs); else Enter only moves on."""
 
     def __init__(self, title: str, fields: Sequence[FormField], *, intro: str = "",
                  save_label: str = "Save") -> None:
@@ -90,23 +104,20 @@ class FieldsDialog(ReportsWorkerErrors, ModalScreen[dict[str, str] | None]):
                     if spec.choices:
                         label += f" ({' / '.join(spec.choices)})"
                     yield Static(label, classes="field-label", markup=False)
-                    yield Input(spec.value, placeholder=spec.placeholder, id=f"field-{spec.name}")
+                    field = Input(spec.value, placeholder=spec.placeholder, password=spec.secret,
+                                  id=f"field-{spec.name}", select_on_focus=False)
+                    field.cursor_blink = False  # a steady cursor keeps snapshots stable
+                    yield field
                     yield from self.extra_after(spec)
             yield Static("", id="fields-error", classes="field-error", markup=False)
             with Horizontal(classes="dialog-buttons"):
                 yield Button("Cancel", id="cancel")
                 yield Button(self._save_label, id="save", variant="primary")
+        yield Footer()
 
     def extra_after(self, spec: FormField) -> ComposeResult:
         """Widgets shown under the field ``spec`` (none here; subclasses add hints)."""
         yield from ()
-
-    def on_mount(self) -> None:
-        """Put the cursor in the first field; a steady cursor keeps snapshots stable."""
-        for widget in self.query(Input):
-            widget.cursor_blink = False
-        if self.fields:
-            self.query_one(f"#field-{self.fields[0].name}", Input).focus()
 
     def values(self) -> dict[str, str]:
         """The current text of each field, by name, stripped."""
@@ -119,8 +130,11 @@ class FieldsDialog(ReportsWorkerErrors, ModalScreen[dict[str, str] | None]):
 
     @on(Input.Submitted)
     def _submitted(self, event: Input.Submitted) -> None:
-        if self.fields and event.input.id == f"field-{self.fields[-1].name}":
+        last = bool(self.fields) and event.input.id == f"field-{self.fields[-1].name}"
+        if last and self.ENTER_SAVES:
             self.action_save()
+        elif last:
+            self.set_focus(self.query_one("#save", Button))
         else:
             self.focus_next()
 
@@ -164,9 +178,37 @@ def change_fields(templates: Sequence[str]) -> list[FormField]:
         FormField("outage", "Outage", "yes or no", choices=("yes", "no")),
         FormField("implementation", "Implementation procedure", "a procedure id from the library"),
         FormField("backout", "Backout procedure", "a procedure id from the library"),
+        FormField("variables", VARIABLES_LABEL, VARIABLES_HINT),
         FormField("backout_plan", "Backout plan", "how to undo it"),
         FormField("test_plan", "Test plan", "how to check it worked"),
     ]
+
+
+VARIABLES_LABEL = "Variables of the procedures (NAME=VALUE ...; secrets are asked at implement)"
+VARIABLES_HINT = "dir=/srv/app text='hello world'"
+
+
+def parse_variables(text: str) -> dict[str, str]:
+    """``NAME=VALUE`` pairs separated by spaces (quote a value with spaces) as a mapping.
+
+    Raises ValueError naming the field and the bad pair.
+    """
+    try:
+        words = shlex.split(text)
+    except ValueError as exc:
+        raise ValueError(f"Variables: {exc} (quote values with spaces: text='a b')") from None
+    values: dict[str, str] = {}
+    for word in words:
+        name, sep, value = word.partition("=")
+        if not sep or not name.strip():
+            raise ValueError(f"Variables: NAME=VALUE pairs separated by spaces, got {word!r}")
+        values[name.strip()] = value
+    return values
+
+
+def variables_text(variables: Mapping[str, str]) -> str:
+    """The variables as the form shows them: ``NAME=VALUE`` pairs, values quoted when needed."""
+    return " ".join(f"{name}={shlex.quote(value)}" for name, value in variables.items())
 
 
 WINDOW_START_HINT = "2025-06-03T22:00Z, now or +30m (UTC unless an offset is given)"
@@ -192,6 +234,7 @@ def edit_form_fields(change: Change) -> list[FormField]:
                   "a procedure id from the library", change.implementation or ""),
         FormField("backout", "Backout procedure", "a procedure id from the library",
                   change.backout or ""),
+        FormField("variables", VARIABLES_LABEL, VARIABLES_HINT, variables_text(change.variables)),
         FormField("backout_plan", "Backout plan", "how to undo it", change.backout_plan),
         FormField("test_plan", "Test plan", "how to check it worked", change.test_plan),
     ]
@@ -207,7 +250,8 @@ def edited_fields(change: Change, before: dict[str, str], after: dict[str, str],
     Only fields whose text differs from what the form showed are given.
     The hosts are a selector, resolved again by the workflow (emptied: no
     hosts). The window takes ``now``, ``+30m`` or an ISO time; an end of
-    ``+1h`` counts from the start. Raises ``TimeSpecError`` for a bad time.
+    ``+1h`` counts from the start. The variables replace the change's.
+    Raises ``TimeSpecError`` for a bad time, ValueError for bad variables.
     """
     changed = {name for name, value in after.items() if value != before.get(name, "")}
     fields: dict[str, Any] = {name: after[name] for name in _TEXT_FIELDS if name in changed}
@@ -222,6 +266,8 @@ def edited_fields(change: Change, before: dict[str, str], after: dict[str, str],
     for name in ("implementation", "backout"):
         if name in changed:
             fields[name] = after[name] or None
+    if "variables" in changed:
+        fields["variables"] = parse_variables(after["variables"])
     start = change.start
     if "start" in changed:
         start = parse_when(after["start"], now) if after["start"] else None
@@ -256,7 +302,6 @@ class ChangeFieldsScreen(FieldsDialog):
 
     def on_mount(self) -> None:
         """Read the inventory and the procedure library for the hints."""
-        super().on_mount()
         self.load_references()
 
     @work(thread=True, exit_on_error=False, group="form", description="Read the inventory")
@@ -291,6 +336,9 @@ class ChangeFieldsScreen(FieldsDialog):
         names = ", ".join(h.name for h in found[:8]) + (" …" if len(found) > 8 else "")
         hint.update(f"{len(found)} hosts match" + (f": {names}" if found else ""))
 
+    # Many fields: Enter moves on and never saves a half-filled form.
+    ENTER_SAVES = False
+
     def library_problem(self, values: dict[str, str]) -> str | None:
         """A procedure id that is not in the library, said for the form (None: all known)."""
         for name in ("implementation", "backout"):
@@ -320,6 +368,11 @@ class ChangeFormScreen(ChangeFieldsScreen):
         if values["template"] and values["type"] != "standard":
             self.show_error("Type: a change from a template is standard")
             return
+        try:
+            variables = parse_variables(values["variables"])
+        except ValueError as exc:
+            self.show_error(str(exc))
+            return
         spec = ChangeSpec(
             type=values["type"],
             template=values["template"] or None,
@@ -330,6 +383,7 @@ class ChangeFormScreen(ChangeFieldsScreen):
             implementation=values["implementation"] or None,
             backout=values["backout"] or None,
             backout_plan=values["backout_plan"], test_plan=values["test_plan"],
+            variables=variables,
         )
         self.show_error("Writing the change…")
         self.create(spec)
@@ -371,7 +425,7 @@ class ChangeEditScreen(ChangeFieldsScreen):
             return
         try:
             fields = edited_fields(self.change, self.before, values, self.workflow.clock())
-        except TimeSpecError as exc:
+        except (TimeSpecError, ValueError) as exc:
             self.show_error(str(exc))
             return
         if not fields:

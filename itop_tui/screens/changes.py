@@ -158,8 +158,17 @@ def change_row(change: Change, rank: int, conflict: bool, now: datetime) -> Chan
     return ChangeRow(change, rank, conflict, cells)
 
 
+WORKFLOW_ORDER = ""
+"""The sort that is no column's: the workflow's order (pending first, newest first)."""
+
+
 class ChangeTable(CellTable[ChangeRow]):
-    """The changes, in the workflow's order (pending first, newest first) by default."""
+    """The changes, in the workflow's order (pending first, newest first) by default.
+
+    That order is no column's, so no header carries a sort arrow until a
+    column is chosen (``s`` cycles the columns and comes back to it, ``S``
+    reverses); :meth:`sort_description` says in words how rows are ordered.
+    """
 
     COLUMNS: ClassVar[tuple[TableColumn, ...]] = (
         TableColumn("ref", "Ref", 8, max_width=10),
@@ -174,7 +183,11 @@ class ChangeTable(CellTable[ChangeRow]):
     STYLE_PREFIX: ClassVar[str] = "change-table"
     HELP_TITLE = "Change list"
 
-    BINDINGS: ClassVar[list[BindingType]] = [Binding("enter", "choose", "Details")]
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("enter", "choose", "Details"),
+        Binding("s", "cycle_sort", "Sort"),
+        Binding("S", "reverse_sort", "Reverse", show=False),
+    ]
 
     COMPONENT_CLASSES: ClassVar[set[str]] = {
         "change-table--header",
@@ -213,11 +226,50 @@ class ChangeTable(CellTable[ChangeRow]):
     }
     """
 
+    class SortChanged(Message):
+        """The rows are ordered differently (the status line says how)."""
+
+    def __init__(self, *, id: str | None = None) -> None:
+        """An empty table in the workflow's order."""
+        super().__init__(id=id)
+        self.sort_column = WORKFLOW_ORDER
+
     def sort_key(self, column: str) -> tuple[SortKey, bool]:
-        """The reference column keeps the workflow's order; others sort by text."""
-        if column == "ref":
+        """The workflow's order by rank, references by number, other columns by text."""
+        if column == WORKFLOW_ORDER:
             return (lambda row: row.rank), False
+        if column == "ref":
+            return (lambda row: row.change.number), False
         return super().sort_key(column)
+
+    def sort_description(self) -> str:
+        """How the rows are ordered, in words."""
+        if self.sort_column == WORKFLOW_ORDER:
+            return ("pending last, oldest first" if self.sort_reverse
+                    else "pending first, newest first")
+        label = self.column_label(self.sort_column)
+        return f"by {label} {'▼' if self.sort_reverse else '▲'}"
+
+    def sort_by(self, column: str, reverse: bool = False) -> None:
+        """Sort by ``column``, or by the workflow's order for :data:`WORKFLOW_ORDER`."""
+        if column == WORKFLOW_ORDER:
+            self.sort_column = WORKFLOW_ORDER
+            self.sort_reverse = reverse
+            # The base class only sorts by its columns; its rebuild re-sorts by sort_key.
+            self._rebuild(resort=True, scroll=True, repaint_all=False)
+        else:
+            super().sort_by(column, reverse)
+        self.post_message(self.SortChanged())
+
+    def action_cycle_sort(self) -> None:
+        """Sort by the next column; after the last one, back to the workflow's order."""
+        keys = [c.key for c in self.COLUMNS]
+        if self.sort_column == WORKFLOW_ORDER:
+            self.sort_by(keys[0])
+        elif self.sort_column == keys[-1]:
+            self.sort_by(WORKFLOW_ORDER)
+        else:
+            self.sort_by(keys[keys.index(self.sort_column) + 1])
 
     def cell_texts(self, key: str) -> dict[str, str]:
         """The text of each cell of row ``key``, by column."""
@@ -317,7 +369,12 @@ class ChangesScreen(ReportsWorkerErrors, Screen[None]):
         pending = sum(1 for c in self.changes if c.state in PENDING_STATES)
         status.update(
             f"{len(self.shown)} of {len(self.changes)} changes · {pending} pending · "
-            "Enter: details  n: new  u: upcoming  /: filter")
+            f"order: {self.table.sort_description()} · "
+            "Enter: details  n: new  u: upcoming  /: filter  s: sort")
+
+    @on(ChangeTable.SortChanged)
+    def _sort_changed(self) -> None:
+        self._refilter()
 
     @on(Input.Changed, "#change-filter")
     def _filter_changed(self) -> None:

@@ -4,9 +4,13 @@ The monitor (a :class:`~itop_tui.ops.fleet_monitor.FleetMonitor`) is built
 when the pane is first shown, not when the app starts, so the Inventory
 pane stays cheap; it is owned by this screen and stopped when the screen
 goes away (at app exit). The screen never awaits a host: the monitor runs
-its own tasks, and a worker reads its update queue, gathers what arrived
-and posts it as one message at most once per repaint period. The table
-then repaints only the visible cells that changed.
+its own tasks, and a worker folds its update queue into one pending batch
+(newest sample and state per host) whenever the event loop gives it a turn,
+so the queue stays short and intermediate samples are dropped. The batch is
+posted at most once per repaint period and never before the previous one
+is on screen; when showing a batch takes long (the process gets less CPU
+than the monitor's work needs) the period grows, so painting and keys keep
+their turn. The table then repaints only the visible cells that changed.
 
 The monitor comes from a factory (:data:`SourceFactory`), so tests can hand
 the pane a source of fixed samples instead of a live fleet.
@@ -180,9 +184,27 @@ def step_interval(current: float, longer: bool) -> float:
     return next((i for i in reversed(INTERVALS) if i < current), INTERVALS[0])
 
 
+NOTICES_KEPT = 20
+"""Distinct notices a pending batch keeps (the newest are dropped beyond)."""
+
+PAINT_SHARE = 0.5
+"""At most this share of the time goes to showing updates: when a batch took
+``t`` seconds from being posted to being on screen, the next waits ``t / PAINT_SHARE``."""
+
+SLOWEST_REPAINT = 5.0
+"""The longest wait between two batches, however slow showing one is."""
+
+SHOWN_TIMEOUT = 30.0
+"""Seconds a batch may take to reach the screen before the next is posted anyway."""
+
+
 @dataclass
 class UpdateBatch:
-    """What arrived from the monitor during one repaint period, newest per host."""
+    """What arrived from the monitor during one repaint period, newest per host.
+
+    Its size is bounded by the host count (plus :data:`NOTICES_KEPT` notices),
+    however many updates are folded into it.
+    """
 
     samples: dict[str, Sample]
     states: dict[str, HostStatus]
@@ -193,18 +215,71 @@ class UpdateBatch:
     def of(cls, updates: Iterable[MonitorUpdate]) -> UpdateBatch:
         """Fold updates: the last sample and state of each host win."""
         batch = cls({}, {})
-        notices: list[str] = []
         for update in updates:
-            if isinstance(update, SampleUpdate):
-                batch.samples[update.host] = update.sample
-            elif isinstance(update, StateUpdate):
-                batch.states[update.host] = update.status
-            elif isinstance(update, ProblemUpdate):
-                batch.problems = True
-            elif isinstance(update, NoticeUpdate):
-                notices.append(update.message)
-        batch.notices = notices
+            batch.add(update)
         return batch
+
+    def add(self, update: MonitorUpdate) -> None:
+        """Fold one update in: it replaces the host's older sample or state."""
+        if isinstance(update, SampleUpdate):
+            self.samples[update.host] = update.sample
+        elif isinstance(update, StateUpdate):
+            self.states[update.host] = update.status
+        elif isinstance(update, ProblemUpdate):
+            self.problems = True
+        elif isinstance(update, NoticeUpdate):
+            notices = self.notices if self.notices is not None else []
+            self.notices = notices
+            if update.message not in notices and len(notices) < NOTICES_KEPT:
+                notices.append(update.message)
+
+    def __bool__(self) -> bool:
+        """True when there is something to show."""
+        return bool(self.samples or self.states or self.problems or self.notices)
+
+
+class UpdateFolder:
+    """Keeps a monitor's queue drained into one pending :class:`UpdateBatch`.
+
+    :meth:`run` takes every update as soon as the event loop gives it a turn,
+    so the queue never backs up (the monitor would drop its oldest updates,
+    states included) and a host's older samples are replaced by newer ones
+    instead of waiting to be shown one after the other.
+    """
+
+    def __init__(self, queue: asyncio.Queue[MonitorUpdate]) -> None:
+        """Fold ``queue``."""
+        self.queue = queue
+        self.batch = UpdateBatch({}, {})
+        self.arrived = asyncio.Event()
+        self.folded = 0
+        """Updates folded so far."""
+
+    async def run(self) -> None:
+        """Fold updates until cancelled."""
+        queue = self.queue
+        while True:
+            update = await queue.get()
+            # ``self.batch`` is read after the wait: take() may have replaced it meanwhile
+            self.batch.add(update)
+            count = 1
+            while not queue.empty():
+                self.batch.add(queue.get_nowait())
+                count += 1
+            self.folded += count
+            self.arrived.set()
+
+    def take(self) -> UpdateBatch:
+        """The pending batch; a new one starts empty."""
+        batch, self.batch = self.batch, UpdateBatch({}, {})
+        self.arrived.clear()
+        return batch
+
+
+def next_wait(base: float, showing: float) -> float:
+    """Seconds between two batches: the repaint period ``base``, longer when
+    showing the last batch took ``showing`` seconds (see :data:`PAINT_SHARE`)."""
+    return min(SLOWEST_REPAINT, max(base, showing / PAINT_SHARE))
 
 
 def host_problems(rows: Iterable[ProblemRow]) -> dict[str, HostProblems]:
@@ -260,11 +335,12 @@ class PerformanceScreen(ReportsWorkerErrors, Screen[None]):
             self.source = source
 
     class UpdatesArrived(Message):
-        """A repaint period's worth of monitor updates."""
+        """A repaint period's worth of monitor updates, posted at loop time ``posted``."""
 
-        def __init__(self, batch: UpdateBatch) -> None:
+        def __init__(self, batch: UpdateBatch, posted: float = 0.0) -> None:
             super().__init__()
             self.batch = batch
+            self.posted = posted
 
     class ProblemsLoaded(Message):
         """Open problems were read (None when the monitor stores none)."""
@@ -310,6 +386,13 @@ class PerformanceScreen(ReportsWorkerErrors, Screen[None]):
         self._problems_text = ""
         self._child_open = False
         self._notices: set[str] = set()
+        self.folder: UpdateFolder | None = None
+        """The live batch being gathered (None until the monitor is followed)."""
+        self.batches_shown = 0
+        """Batches of updates applied and painted."""
+        self._shown = asyncio.Event()
+        self._shown.set()
+        self._showing_took = 0.0
 
     # -- layout -----------------------------------------------------------------
 
@@ -404,31 +487,60 @@ class PerformanceScreen(ReportsWorkerErrors, Screen[None]):
 
     @work(exclusive=True, exit_on_error=False, group="monitor", description="Live metrics")
     async def _follow(self, source: MonitorSource) -> None:
-        """Start the monitor and post its updates, gathered per repaint period."""
+        """Start the monitor and post its updates, gathered per repaint period.
+
+        A batch is posted only once the previous one is on screen, so the
+        screen's own queue never holds more than one and there is always a
+        paint between two batches.
+        """
         queue = source.subscribe()
+        folder = UpdateFolder(queue)
+        self.folder = folder
+        folding = asyncio.create_task(folder.run(), name="fold monitor updates")
         try:
             await source.start()
             statuses = source.statuses()
             samples = {n: s for n in statuses if (s := source.latest(n)) is not None}
-            self.post_message(self.UpdatesArrived(UpdateBatch(samples, statuses, problems=True)))
             loop = asyncio.get_running_loop()
-            last = -math.inf
+            self._post_batch(UpdateBatch(samples, statuses, problems=True), loop.time())
+            last = loop.time()
             while True:
-                first = await queue.get()
-                wait = last + repaint_period(source.config.interval) - loop.time()
-                if wait > 0:
-                    await asyncio.sleep(wait)
-                updates = [first]
-                while not queue.empty():
-                    updates.append(queue.get_nowait())
+                await folder.arrived.wait()
+                try:
+                    await asyncio.wait_for(self._shown.wait(), SHOWN_TIMEOUT)
+                except TimeoutError:
+                    # a lost refresh callback (the app switching screens) must not stop the pane
+                    self._showing_took = SLOWEST_REPAINT
+                wait = last + next_wait(repaint_period(source.config.interval), self._showing_took)
+                delay = wait - loop.time()
+                if delay > 0:
+                    await asyncio.sleep(delay)
                 last = loop.time()
-                self.post_message(self.UpdatesArrived(UpdateBatch.of(updates)))
+                self._post_batch(folder.take(), last)
         finally:
+            folding.cancel()
             source.unsubscribe(queue)
+
+    def _post_batch(self, batch: UpdateBatch, posted: float) -> None:
+        self._shown.clear()
+        self.post_message(self.UpdatesArrived(batch, posted))
+
+    def _batch_on_screen(self, posted: float) -> None:
+        self._showing_took = max(0.0, asyncio.get_running_loop().time() - posted)
+        self.batches_shown += 1
+        self._shown.set()
 
     def on_performance_screen_updates_arrived(self, message: UpdatesArrived) -> None:
         """Apply a batch: rows of the hosts it touched, then the status line."""
-        batch = message.batch
+        try:
+            self._apply(message.batch)
+        finally:
+            # The next batch waits until this one is painted (or, if the pane is
+            # not on screen, until the screen shown has refreshed).
+            if not self.call_after_refresh(self._batch_on_screen, message.posted):
+                self._shown.set()
+
+    def _apply(self, batch: UpdateBatch) -> None:
         self._statuses.update(batch.states)
         self._samples.update(batch.samples)
         changed = (batch.states.keys() | batch.samples.keys()) & self.hosts.keys()

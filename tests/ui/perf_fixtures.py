@@ -21,6 +21,7 @@ import random
 import sys
 import time
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
@@ -381,6 +382,44 @@ async def feed_and_wait(
 
     await wait_until(pilot, applied, what="the pane to apply the updates")
     await pilot.pause()
+
+
+@dataclass
+class Flood:
+    """What :func:`flood_until` fed: the last round's sample per host, how many
+    updates, and the longest the source's queues grew after a round."""
+
+    last: dict[str, Sample] = field(default_factory=dict)
+    fed: int = 0
+    rounds: int = 0
+    max_queued: int = 0
+
+
+async def flood_until(
+    source: ScriptedSource, names: list[str], condition: Callable[[], bool], timeout: float = 60.0
+) -> Flood:
+    """Feed a fresh sample of every host in ``names``, round after round with
+    only one turn of the event loop between rounds (faster than any pane
+    paints), until ``condition()`` holds; fail after ``timeout`` seconds.
+
+    Each round's CPU figures differ from the previous round's, so the last
+    round is recognisable on screen.
+    """
+    flood = Flood()
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s of flooding ({flood.rounds} rounds)")
+        at = BASE_TIME + flood.rounds
+        for index, name in enumerate(names):
+            fresh = sample(name, at, cpu=float((flood.rounds * 7 + index) % 100))
+            source.feed(SampleUpdate(name, fresh))
+            flood.last[name] = fresh
+        flood.fed += len(names)
+        flood.rounds += 1
+        flood.max_queued = max([flood.max_queued, *(q.qsize() for q in source._queues)])
+        await asyncio.sleep(0)
+    return flood
 
 
 # -- the simulated fleet for output measurements ----------------------------

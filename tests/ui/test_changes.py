@@ -7,15 +7,13 @@ its guards, a second person's itop on the same data dir for the approver.
 from __future__ import annotations
 
 import shlex
-import time
-from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 from change_fixtures import as_person, change_services, seed_changes, workflow
-from procedure_fixtures import SMALL, add_procedure, as_login
+from procedure_fixtures import SMALL, add_procedure, as_login, wait_for
 from textual.pilot import Pilot
 from textual.widgets import Input, Static
 from ui_fixtures import fixed_clock, settle
@@ -151,18 +149,13 @@ async def test_create_submit_assess_approve_schedule(tmp_path: Path) -> None:
         assert detail.change.state == "assess"
         assert "draft → assess" in status_text(app, "#change-status")
 
-        await pilot.press("a")  # assess (alice is an approver too)
-        await settle(pilot)
-        await fill(pilot, {"comment": "fine"})
-        assert detail.change.state == "authorize"
-
-        # the requester cannot approve her own change
-        reason = detail.view.actions["approve"] if detail.view else None
-        assert reason is not None and "alice" in reason
-        await pilot.press("p")
+        # the requester, an approver too, cannot assess her own change (nor approve it)
+        reason = detail.view.actions["assess"] if detail.view else None
+        assert reason is not None and "alice requested" in reason and "cannot assess" in reason
+        await pilot.press("a")
         await settle(pilot)
         assert isinstance(app.screen, ChangeDetailScreen)  # no dialog opened
-        assert f"Approve: not now: {reason}" in status_text(app, "#change-status")
+        assert f"Assess: not now: {reason}" in status_text(app, "#change-status")
         body = str(detail.query_one("#change-body", Static).content)
         assert reason in body
 
@@ -170,13 +163,17 @@ async def test_create_submit_assess_approve_schedule(tmp_path: Path) -> None:
         await settle(pilot)
         listed = app.screen
         assert isinstance(listed, ChangesScreen)
-        assert listed.table.cell_texts(ref)["state"] == "authorize"
+        assert listed.table.cell_texts(ref)["state"] == "assess"
 
-    # bob, another approver, approves in his own itop
+    # bob, another approver, assesses and approves in his own itop
     bob = as_person(tmp_path, "bob")
     app = ItopApp(bob, clock=fixed_clock)
     async with app.run_test(size=(160, 48)) as pilot:
         bobs_detail = await open_detail(pilot, ref)
+        await pilot.press("a")
+        await settle(pilot)
+        await fill(pilot, {"comment": "fine"})
+        assert bobs_detail.change is not None and bobs_detail.change.state == "authorize"
         await pilot.press("p")
         await settle(pilot)
         await fill(pilot, {"comment": "go ahead"})
@@ -316,35 +313,26 @@ async def test_edit_a_draft_and_not_after_it_left_draft(tmp_path: Path) -> None:
     assert [e.result for e in edits] == ["ok"]
 
 
-TIMEOUT = 60.0
-
-
-async def wait_for(pilot: Pilot[Any], test: Callable[[], bool], what: str) -> None:
-    """Let the app run until ``test()`` holds (runs over SSH work in the background)."""
-    deadline = time.monotonic() + TIMEOUT
-    while time.monotonic() < deadline:
-        if test():
-            return
-        await pilot.pause(0.05)
-    raise AssertionError(f"timed out waiting for {what}; screen is {type(pilot.app.screen).__name__}")
+SSH_TIMEOUT = 60.0
+"""Seconds a step of the run over SSH may take."""
 
 
 async def press_yes(pilot: Pilot[Any], title: str) -> None:
     """Wait for the yes/no question titled ``title`` and answer yes."""
     await wait_for(pilot, lambda: isinstance(pilot.app.screen, ConfirmDialog)
-                   and pilot.app.screen._title == title, f"the question {title!r}")
+                   and pilot.app.screen._title == title, f"the question {title!r}", timeout=SSH_TIMEOUT)
     question = pilot.app.screen
     await pilot.press("y")
-    await wait_for(pilot, lambda: pilot.app.screen is not question, "the question to close")
+    await wait_for(pilot, lambda: pilot.app.screen is not question, "the question to close", timeout=SSH_TIMEOUT)
 
 
 async def press_no(pilot: Pilot[Any], title: str) -> None:
     """Wait for the yes/no question titled ``title`` and answer no."""
     await wait_for(pilot, lambda: isinstance(pilot.app.screen, ConfirmDialog)
-                   and pilot.app.screen._title == title, f"the question {title!r}")
+                   and pilot.app.screen._title == title, f"the question {title!r}", timeout=SSH_TIMEOUT)
     question = pilot.app.screen
     await pilot.press("n")
-    await wait_for(pilot, lambda: pilot.app.screen is not question, "the question to close")
+    await wait_for(pilot, lambda: pilot.app.screen is not question, "the question to close", timeout=SSH_TIMEOUT)
 
 
 def procedure_text(procedure_id: str, title: str, steps: str) -> str:
@@ -428,7 +416,7 @@ async def test_a_normal_change_from_draft_to_closed_over_ssh(
         await press_yes(pilot, f"Implement {ref}")
         await press_no(pilot, "RUN-1 failed")
         await wait_for(pilot, lambda: not detail.running and detail.change is not None
-                       and detail.change.state == "failed", "the failed implementation")
+                       and detail.change.state == "failed", "the failed implementation", timeout=SSH_TIMEOUT)
         assert mark.read_text() == "v2\n"
         assert "RUN-1 failed" in status_text(app, "#change-status")
 
@@ -436,7 +424,7 @@ async def test_a_normal_change_from_draft_to_closed_over_ssh(
         await pilot.press("b")
         await press_yes(pilot, f"Back out {ref}")
         await wait_for(pilot, lambda: not detail.running and detail.change is not None
-                       and detail.change.state == "backed_out", "the backout")
+                       and detail.change.state == "backed_out", "the backout", timeout=SSH_TIMEOUT)
         assert mark.read_text() == "v1\n"
         assert [(r.id, r.purpose, r.status) for r in detail.change.runs] == [
             ("RUN-1", "implementation", "failed"), ("RUN-2", "backout", "succeeded")]
@@ -457,7 +445,8 @@ async def test_a_normal_change_from_draft_to_closed_over_ssh(
     assert (change.state, change.outcome, change.close_code) == (
         "closed", "backed_out", "unsuccessful")
     assert change.review is not None and change.review.by == "alice"
-    history = [(e.actor, e.action, e.to_state) for e in change.work_log if e.kind == "transition"]
+    history = [(e.actor, e.action, e.to_state) for e in change.work_log
+               if e.kind in ("transition", "edit")]
     assert history == [
         ("alice", "new", "draft"), ("alice", "edit", "draft"), ("alice", "submit", "assess"),
         ("bob", "assess", "authorize"), ("bob", "approve", "authorize"),

@@ -7,6 +7,7 @@ output of the pane is measured in a pseudo-terminal (reported, not asserted).
 
 from __future__ import annotations
 
+import asyncio
 import os
 import pty
 import select
@@ -28,26 +29,49 @@ from perf_fixtures import (
     feed_and_wait,
     fleet_history,
     fleet_states,
+    flood_until,
     open_performance,
     perf_app,
     performance_screen,
     sample,
     scripted_factory,
+    simulated_fleet,
     wait_until,
 )
 from rich.console import RenderableType
 from rich.style import Style
 from textual.widgets import Static
-from ui_fixtures import fixed_clock, fleet, fleet_groups, open_services, render_text, settle
+from ui_fixtures import (
+    CONFIG_LABEL,
+    fixed_clock,
+    fleet,
+    fleet_groups,
+    open_services,
+    render_text,
+    settle,
+)
 
 from itop_tui.app import ItopApp
 from itop_tui.domain.history import Series
 from itop_tui.domain.models import Host
 from itop_tui.domain.thresholds import resolve_thresholds
-from itop_tui.ops.fleet_monitor import FleetMonitor, SampleUpdate
+from itop_tui.ops.fleet_monitor import (
+    FleetMonitor,
+    HostStatus,
+    MonitorUpdate,
+    NoticeUpdate,
+    SampleUpdate,
+    StateUpdate,
+)
 from itop_tui.screens.help import collect_help
 from itop_tui.screens.host_drilldown import GRAPHS, HostDrilldown
-from itop_tui.screens.performance import PerformanceScreen
+from itop_tui.screens.performance import (
+    NOTICES_KEPT,
+    PerformanceScreen,
+    UpdateBatch,
+    UpdateFolder,
+    next_wait,
+)
 from itop_tui.screens.problems import AcknowledgeDialog
 from itop_tui.services.context import Services
 from itop_tui.services.problem_repo import ProblemRepository
@@ -562,3 +586,84 @@ async def test_production_banner_follows_the_fleet_cursor(fleet_services: Servic
         table.move_to("web06")
         await wait_until(pilot, lambda: not banner.display, what="the banner to hide")
         assert banner.text == ""
+
+
+async def test_pane_keeps_painting_when_fed_faster_than_it_paints(tmp_path: Path) -> None:
+    """500 hosts reporting round after round, with one turn of the event loop
+    between rounds: the pane keeps showing batches, the monitor's queue never
+    backs up, and what ends on screen is the last round."""
+    hosts = simulated_fleet(500)
+    names_ = [h.name for h in hosts]
+    settings = Settings(
+        data_dir=tmp_path,
+        config_path=CONFIG_LABEL,
+        metrics=MetricsSettings(interval=0.5, history_seconds=60),
+    )
+    app, box = make(open_services(tmp_path, hosts, settings=settings))
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        screen = await open_performance(pilot, box)
+        source = box["source"]
+        start = screen.batches_shown
+        flood = await flood_until(source, names_, lambda: screen.batches_shown >= start + 3)
+        # Batches were painted while the flood went on, each with one sample per
+        # host at most: the rounds in between were folded, not queued.
+        assert flood.rounds > screen.batches_shown - start
+        # The queue held at most one round (a sample per host, and the first
+        # round's "up" states), so the monitor never had to drop anything.
+        assert flood.max_queued <= 2 * len(hosts)
+        assert screen.folder is not None and len(screen.folder.batch.samples) <= len(hosts)
+        table = screen.table
+        await wait_until(
+            pilot,
+            lambda: all(screen._samples.get(n) is s for n, s in flood.last.items())
+            and all(table.row(n) == screen._row(n) for n in names_),
+            what="the last round in the table",
+        )
+        await pilot.pause()
+        # What is painted is the last round: the worst host first, with its figure.
+        worst = max(flood.last.values(), key=lambda s: s.cpu_percent or 0.0)
+        top = table.view_keys[0]
+        assert flood.last[top].cpu_percent == worst.cpu_percent
+        line = table.render_line(1).text
+        assert top in line and f" {table.cell_texts(top)['cpu']} " in line
+        assert table.cell_texts(top)["cpu"] == f"{worst.cpu_percent:.0f}"
+
+
+def test_a_batch_keeps_the_newest_sample_and_state_of_each_host() -> None:
+    first, second = sample("a", BASE_TIME, cpu=1.0), sample("a", BASE_TIME + 1, cpu=2.0)
+    other = sample("b", BASE_TIME, cpu=3.0)
+    down = HostStatus("a", "unreachable", BASE_TIME, "refused")
+    up = HostStatus("a", "up", BASE_TIME + 1)
+    batch = UpdateBatch.of([
+        SampleUpdate("a", first), StateUpdate("a", down), SampleUpdate("b", other),
+        SampleUpdate("a", second), StateUpdate("a", up),
+        *(NoticeUpdate(f"notice {i % (NOTICES_KEPT + 5)}") for i in range(200)),
+    ])
+    assert batch.samples == {"a": second, "b": other}
+    assert batch.states == {"a": up}
+    assert batch.notices is not None and len(batch.notices) == NOTICES_KEPT
+    assert not UpdateBatch({}, {}) and batch
+
+
+def test_the_wait_between_batches_grows_with_the_time_to_show_one() -> None:
+    assert next_wait(0.5, 0.01) == 0.5  # showing is quick: the repaint period
+    assert next_wait(0.5, 1.0) == 2.0  # at most half the time goes to showing
+    assert next_wait(1.0, 60.0) == 5.0  # bounded, so the pane still moves
+
+
+async def test_the_folder_keeps_what_arrives_after_a_batch_was_taken() -> None:
+    queue: asyncio.Queue[MonitorUpdate] = asyncio.Queue()
+    folder = UpdateFolder(queue)
+    task = asyncio.create_task(folder.run())
+    try:
+        taken = []
+        for cpu in (1.0, 2.0, 3.0):
+            update = SampleUpdate("a", sample("a", BASE_TIME + cpu, cpu=cpu))
+            queue.put_nowait(update)
+            await asyncio.wait_for(folder.arrived.wait(), 10)
+            taken.append(folder.take())
+            assert taken[-1].samples == {"a": update.sample}
+        assert not folder.batch and queue.empty() and folder.folded == 3
+    finally:
+        task.cancel()

@@ -233,6 +233,9 @@ BREAKS += [
     ("assess", "assess", "normal", "hosts", _clear("hosts", ())),
     ("assess", "assess", "normal", "role", _context(role=Role.OPERATOR)),
     ("assess", "assess", "normal", "risk", _input(risk="low")),  # computed is moderate below
+    ("assess", "assess", "normal", "approver", _context(actor=REQUESTER)),  # self-assessment
+    ("draft", "edit", "normal", "window_end",
+     _input(fields={"window_end": iso(NOW - timedelta(hours=1))})),  # ends as it starts
     ("assess", "reject", "normal", "comment", _input(comment="")),
     ("authorize", "reject", "emergency", "approver", _context(actor=REQUESTER)),
     ("authorize", "approve", "normal", "role", _context(role=Role.OPERATOR)),
@@ -412,13 +415,60 @@ def test_available_actions_name_the_reason() -> None:
 def test_edit_in_draft_changes_fields_and_logs_them() -> None:
     change = ready("draft", "normal")
     edited = apply(change, "edit", ctx(actor=REQUESTER, role=Role.OPERATOR), ActionInput(
-        fields={"outage": True, "hosts": ["db1", "db1", "db2"], "window_start": "2025-07-01T10:00"}))
+        fields={"outage": True, "hosts": ["db1", "db1", "db2"], "window_start": "2025-07-01T10:00",
+                "window_end": "2025-07-01T11:00"}))
     assert edited.outage is True and edited.hosts == ("db1", "db2")
     assert edited.window_start == "2025-07-01T10:00:00Z"
-    assert edited.work_log[-1].detail["fields"] == ["hosts", "outage", "window_start"]
+    assert edited.work_log[-1].detail["fields"] == [
+        "hosts", "outage", "window_end", "window_start"]
+    # An edit is logged as an edit, not as a transition.
+    assert (edited.work_log[-1].kind, edited.work_log[-1].action) == ("edit", "edit")
     with pytest.raises(ChangeRefused) as refused:
         apply(change, "edit", ctx(), ActionInput(fields={"outage": "maybe"}))
     assert refused.value.missing_field == "outage"
+
+
+def test_a_window_that_ends_before_it_starts_is_refused_when_written_or_edited() -> None:
+    with pytest.raises(ChangeRefused) as refused:
+        new_change(requester=REQUESTER, now=NOW, window_start=iso(NOW + timedelta(hours=1)),
+                   window_end=iso(NOW + timedelta(minutes=30)))
+    assert refused.value.missing_field == "window_end"
+    assert "must end after it starts" in refused.value.reason
+    # Moving only the start past the end is refused too, naming the end.
+    change = ready("draft", "normal")
+    with pytest.raises(ChangeRefused) as refused:
+        apply(change, "edit", ctx(), ActionInput(fields={"window_start": NOW + timedelta(hours=2)}))
+    assert refused.value.missing_field == "window_end"
+    assert apply(change, "edit", ctx(), ActionInput(fields={
+        "window_start": NOW + timedelta(hours=2),
+        "window_end": NOW + timedelta(hours=3)})).window_end == iso(NOW + timedelta(hours=3))
+    # Half a window is fine in a draft: scheduling asks for both ends.
+    half = new_change(requester=REQUESTER, now=NOW, window_start=iso(NOW))
+    assert half.window_end is None
+
+
+def test_the_first_work_log_entry_reads_well() -> None:
+    texts = [new_change(requester=REQUESTER, now=NOW, change_type=kind).work_log[0].text
+             for kind in CHANGE_TYPES]
+    assert texts == ["created as a standard change", "created as a normal change",
+                     "created as an emergency change"]
+
+
+def test_requester_never_assesses_unless_self_approval_is_allowed() -> None:
+    """ITIL and ServiceNow: the requester is not the assessor. Assessing moves the
+    change on to authorization, so it follows the rule of self-approval."""
+    change = ready("assess", "normal")
+    alice = ctx(actor=REQUESTER, role=Role.APPROVER)
+    refusal = check(change, "assess", alice)
+    assert refusal is not None and refusal.missing_field == "approver"
+    assert "cannot assess it" in refusal.reason and "separation of duties" in refusal.reason
+    assert available_actions(change, alice)["assess"] == refusal.reason
+    allowed = apply(change, "assess", replace(alice, allow_self_approval=True))
+    assert allowed.state == "authorize" and allowed.self_approval_allowed
+    assert allowed.work_log[-1].detail["self_assessment"] is True
+    # Another approver assesses without any mark.
+    other = apply(change, "assess", ctx(actor="bob", role=Role.APPROVER))
+    assert not other.self_approval_allowed and "self_assessment" not in other.work_log[-1].detail
 
 
 def test_stored_form_round_trips() -> None:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import gc
 import importlib.util
 import json
 import os
 import subprocess
 import sys
 import time
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +19,8 @@ from itop_tui.domain.models import Group, Host, Inventory
 from itop_tui.domain.selectors import (
     SelectorError,
     filter_hosts,
+    forget_index,
+    host_index,
     matches_text,
     parse_selector,
     select_hosts,
@@ -289,3 +293,83 @@ def test_ten_thousand_hosts_stay_fast(selector: str) -> None:
         best = min(best, time.perf_counter() - start)
     assert chosen
     assert best < 0.05, f"{selector}: {best * 1000:.1f} ms"
+
+
+def test_index_answers_as_a_scan_of_every_host() -> None:
+    """The index against the inventory's own scan (``group_members``) and plain
+    comprehensions, for every group, tag and status and words naming nothing."""
+    inventory = big_inventory(2_000)
+    inventory.hosts["loose"] = Host("loose")
+    hosts = inventory.hosts
+    for group in sorted(inventory.all_group_names() | {"all", "ungrouped", "nosuch", "host0"}):
+        members = inventory.group_members(group)
+        expected = [n for n in hosts if n in members]
+        assert names(f"group:{group}", inventory) == expected
+        assert names(group, inventory) == expected
+    assert names("ungrouped", inventory) == ["loose"]
+    for tag in ("pci", "p*", "~p", "nosuch"):
+        test = (lambda t: t.startswith("p")) if tag in ("p*", "~p") else tag.__eq__
+        expected = [n for n, h in hosts.items() if any(test(t) for t in h.tags)]
+        assert names(f"tag:{tag}", inventory) == expected
+    for status in ("production", "staging", "*ing"):
+        test = (lambda v: v.endswith("ing")) if status == "*ing" else status.__eq__
+        assert names(f"status:{status}", inventory) == [n for n, h in hosts.items() if test(h.status)]
+    assert names("rack7[2:4]", inventory) == [n for n, h in hosts.items() if "rack7" in h.groups][2:5]
+
+
+def test_index_is_built_once_per_inventory() -> None:
+    inventory = make_inventory()
+    first = host_index(inventory)
+    assert names("web", inventory) == ["web01", "web02", "web03"]
+    assert host_index(inventory) is first
+    assert host_index(make_inventory()) is not first
+
+
+def test_index_follows_hosts_added_removed_and_replaced() -> None:
+    inventory = make_inventory()
+    assert names("db", inventory) == ["db1", "db2"]
+    inventory.hosts["db3"] = Host("db3", groups=["db"])
+    assert names("db", inventory) == ["db1", "db2", "db3"]
+    assert names("prod[-1]", inventory) == ["db3"]
+    del inventory.hosts["db1"]
+    assert names("db", inventory) == ["db2", "db3"]
+    # same names, same count: one host object replaced by another
+    inventory.hosts["db2"] = Host("db2", groups=["web"], tags=["new"])
+    assert names("db", inventory) == ["db3"]
+    assert names("tag:new", inventory) == ["db2"]
+    # one removed and another added: the count stays the same
+    del inventory.hosts["db3"]
+    inventory.hosts["cache1"] = Host("cache1", groups=["cache"])
+    assert names("db", inventory) == []
+    assert names("cache", inventory) == ["cache1"]
+    inventory.hosts = {"solo": Host("solo", groups=["db"])}
+    assert names("db:web", inventory) == ["solo"]
+
+
+def test_index_follows_groups_added() -> None:
+    inventory = make_inventory()
+    assert names("edge", inventory) == []
+    inventory.groups["edge"] = Group("edge", children=["web"])
+    assert names("edge", inventory) == ["web01", "web02", "web03"]
+    # children are read at each selection, not kept in the index
+    inventory.groups["edge"].children.append("db")
+    assert names("edge", inventory) == ["web01", "web02", "web03", "db1", "db2"]
+
+
+def test_forget_index_after_editing_a_host_in_place() -> None:
+    inventory = make_inventory()
+    assert names("backup", inventory) == ["db1"]
+    inventory.hosts["web01"].groups.append("backup")
+    inventory.hosts["web01"].status = "retired"
+    forget_index(inventory)
+    assert names("backup", inventory) == ["web01", "db1"]
+    assert names("status:retired", inventory) == ["web01"]
+
+
+def test_index_does_not_keep_an_inventory_alive() -> None:
+    inventory = make_inventory()
+    names("web", inventory)
+    ref = weakref.ref(inventory)
+    del inventory
+    gc.collect()
+    assert ref() is None
