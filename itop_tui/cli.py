@@ -203,7 +203,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("file", nargs="?", type=Path, help="config file (default: the one itop would use)")
     p.set_defaults(handler=cmd_check_config)
 
-    inv = add_actions(add, sub, "inventory", "list, show, import, export, edit and discover hosts")
+    inv = add_actions(add, sub, "inventory",
+                      "list, show, import, export, add, remove, set and discover hosts")
 
     p = add(inv, "list", "list hosts, all or those a selector picks")
     p.add_argument("selector", nargs="?", default=None, help="host selector (default: all)")
@@ -304,6 +305,43 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _bare_parser() -> argparse.ArgumentParser:
+    """A parser of the global options alone: ``itop`` starting the TUI, or ``--version``.
+
+    It knows no command, so the command modules (:data:`EXTENSIONS`) and
+    their imports stay out of the terminal UI's start-up.
+    """
+    parser = _Parser(prog="itop", add_help=False)
+    parser.add_argument("--version", action="version", version=f"itop {__version__}")
+    _global_options(parser, suppress=False)
+    parser.set_defaults(command=None)
+    return parser
+
+
+# Global options that take a value, as separate words (``--config FILE``).
+_VALUE_OPTIONS = ("--config", "--data-dir")
+
+
+def names_no_command(words: Sequence[str]) -> bool:
+    """True when ``words`` hold only the global options: no command, no help.
+
+    Anything this does not recognise (an abbreviation, ``-h``, a word) is
+    left to the full parser, so its messages stay the same.
+    """
+    index = 0
+    while index < len(words):
+        word = words[index]
+        if word in _VALUE_OPTIONS:
+            index += 2
+        elif word in ("--read-only", "--version") or word.startswith(
+            tuple(f"{option}=" for option in _VALUE_OPTIONS)
+        ):
+            index += 1
+        else:
+            return False
+    return True
+
+
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     """Parse ``argv``; everything after the first ``--`` is the command of ``run``."""
     words = list(argv)
@@ -311,7 +349,14 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     if "--" in words:
         split = words.index("--")
         words, tail = words[:split], words[split + 1:]
-    args = build_parser().parse_args(words)
+    args: argparse.Namespace | None = None
+    if tail is None and names_no_command(words):
+        # An error (``--config`` without its file) is reported by the full
+        # parser below, with the usage it always printed.
+        with contextlib.suppress(UsageError):
+            args = _bare_parser().parse_args(words)
+    if args is None:
+        args = build_parser().parse_args(words)
     args.command_words = None
     if args.command == "run":
         if tail is not None and args.words:
@@ -488,6 +533,26 @@ def print_json(data: Any, out: TextIO | None = None) -> None:
 def clean(value: object) -> str:
     """Text from hosts or files as safe to print on a terminal."""
     return strip_control("" if value is None else str(value))
+
+
+def known_change(services: Services, text: str | None) -> str | None:
+    """``--change`` as the reference (CHG-N) of a change that exists; None when not given.
+
+    A malformed or unknown reference is a usage error (exit 2), caught
+    before anything runs or is recorded.
+    """
+    if text is None:
+        return None
+    from itop_tui.domain.change import normalize_ref
+    from itop_tui.services.change_repo import ChangeRepository
+
+    try:
+        ref = normalize_ref(text)
+    except ValueError as exc:
+        raise UsageError(f"--change: {exc}") from None
+    if ChangeRepository.in_data_dir(services.settings.data_dir).get(ref) is None:
+        raise UsageError(f"--change: no change {ref} (see `itop change list`)")
+    return ref
 
 
 def _unknown_host(name: str) -> UsageError:
@@ -895,11 +960,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     hosts = select_some(services.inventory.load(), args.selector)
     if args.emergency is not None:
         return _open_emergency(services, hosts, args, command)
+    change_ref = known_change(services, args.change)
     runner = FleetRunner(services)
     try:
         results = run_closing(services, lambda: runner.run(
             hosts, command, forks=args.forks, timeout=args.timeout,
-            mutating=not args.observe, change_ref=args.change))
+            mutating=not args.observe, change_ref=change_ref))
     except ObserveRefused as exc:
         raise UsageError(str(exc)) from None
     except ChangeRequired as exc:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import argparse
 import functools
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from itop_tui.cli import (
@@ -38,10 +38,10 @@ from itop_tui.cli import (
 from itop_tui.cli_prompt import (
     SECRET_ENV_PREFIX,
     RunConsole,
-    ask_secret,
+    ask_secret_async,
     env_value,
     interactive,
-    prompt,
+    prompt_async,
     said_yes,
 )
 from itop_tui.domain.change import (
@@ -77,6 +77,11 @@ COMMANDS: list[tuple[str, str]] = [
     ("change note CHG TEXT", "add a note to the work log"),
     ("change upcoming", "scheduled changes and windows of the next days, conflicts marked"),
 ]
+
+
+TITLE_WIDTH = 40
+VAR_HELP = ("a variable of the implementation or backout procedure, for this run only "
+            "(each procedure gets the names it declares; repeatable)")
 
 
 def register(sub: Any, add: Callable[[Any, str, str], argparse.ArgumentParser]) -> None:
@@ -139,7 +144,7 @@ def register(sub: Any, add: Callable[[Any, str, str], argparse.ArgumentParser]) 
     p = add(actions, "implement", "implement the change inside its window")
     p.add_argument("ref", help="change reference (CHG-N)")
     p.add_argument("--var", action="append", default=[], metavar="NAME=VALUE",
-                   help="extra procedure variable for this run (not stored on the change)")
+                   help=VAR_HELP)
     p.add_argument("--outcome", choices=("succeeded", "failed"), default=None,
                    help="for a change implemented by hand (no procedure): record the outcome")
     p.add_argument("--comment", default="", help="a comment for the work log (with --outcome)")
@@ -161,7 +166,7 @@ def register(sub: Any, add: Callable[[Any, str, str], argparse.ArgumentParser]) 
     p.add_argument("--comment", default="",
                    help="how it was backed out (required without a backout procedure)")
     p.add_argument("--var", action="append", default=[], metavar="NAME=VALUE",
-                   help="extra procedure variable for this run")
+                   help=VAR_HELP)
     p.add_argument("--yes", action="store_true", help="confirm manual steps without asking")
     p.add_argument("--json", action="store_true", help="print the change as JSON at the end")
     p.set_defaults(handler=cmd_backout)
@@ -378,28 +383,64 @@ def cmd_list(args: argparse.Namespace) -> int:
         print_json([c.to_dict() for c in changes])
         return EXIT_OK
     if not changes:
-        print("no changes")
+        print(_no_changes(workflow, args))
         return EXIT_OK
     now = workflow.clock()
     conflicted = {ref for c in workflow.all_conflicts() for ref in (c.first, c.second)}
     rows = [["REF", "TYPE", "TITLE", "RISK", "STATE", "WINDOW", "HOSTS", "REQUESTER"]]
     for change in changes:
-        window = "-"
-        if change.window_start:
-            window = f"{change.window_start}..{(change.window_end or '?')[11:]}"
-            if change.is_active(now):
-                window += " ACTIVE"
+        window = list_window(change.start, change.end) if change.window_start else "-"
+        if change.window_start and change.is_active(now):
+            window += " ACTIVE"
         hosts = ",".join(change.hosts[:3]) + (f",+{len(change.hosts) - 3}"
                                               if len(change.hosts) > 3 else "")
         rows.append([clean(cell) for cell in (
             change.ref + (" !" if change.ref in conflicted else ""), change.type,
-            change.title[:40], change.risk or "-", change.state, window, hosts, change.requester,
+            shorten(clean(change.title), TITLE_WIDTH), change.risk or "-", change.state, window,
+            hosts, change.requester,
         )])
     print(table(rows))
     if conflicted:
         err("! = window conflicts with another approved change (see `itop change upcoming`)",
             prefix=False)
     return EXIT_OK
+
+
+def shorten(text: str, width: int) -> str:
+    """``text`` cut to ``width`` characters, ending in "…" when it was cut."""
+    return text if len(text) <= width else text[:width - 1].rstrip() + "…"
+
+
+def list_window(start: datetime | None, end: datetime | None) -> str:
+    """A window for the list: ``2025-11-25 22:45Z..23:45Z``, with the end's date
+    when it falls on another day (``..11-26 00:44Z``), and its year when it
+    falls in another year."""
+    if start is None:
+        return "-"
+    start = start.astimezone(UTC)
+    text = start.strftime("%Y-%m-%d %H:%MZ") + ".."
+    if end is None:
+        return text + "?"
+    end = end.astimezone(UTC)
+    if end.date() == start.date():
+        return text + end.strftime("%H:%MZ")
+    if end.year == start.year:
+        return text + end.strftime("%m-%d %H:%MZ")
+    return text + end.strftime("%Y-%m-%d %H:%MZ")
+
+
+def _no_changes(workflow: Any, args: argparse.Namespace) -> str:
+    """What ``change list`` says when nothing is listed: closed and cancelled ones
+    are left out unless ``--all``, so say when some match."""
+    if args.all:
+        return "no changes"
+    final = workflow.find(states=args.state, types=args.types, host=args.host,
+                          requester=args.requester, include_final=True)
+    if not final:
+        return "no changes"
+    matches = "1 closed or cancelled change matches" if len(final) == 1 else (
+        f"{len(final)} closed or cancelled changes match")
+    return f"no open changes; {matches}: add --all to list them"
 
 
 @_guarded
@@ -471,10 +512,11 @@ def cmd_show(args: argparse.Namespace) -> int:
         ]
     if change.close_code:
         lines.append(f"  closed         {change.close_code}: {change.close_notes}")
-    for backup in backups:
-        if backup.known:
-            lines.append(f"  last backup    {backup.host}: "
-                         f"{iso(backup.last_good) if backup.last_good else 'none'}")
+    known = [b for b in backups if b.known]
+    for number, backup in enumerate(known):
+        label = "last backup" if number == 0 else ""
+        lines.append(f"  {label:<15}{backup.host}: "
+                     f"{iso(backup.last_good) if backup.last_good else 'none'}")
     for warning in warnings:
         lines.append(f"  WARNING        {warning}")
     possible = [a for a in ACTIONS if available.get(a) is None and a not in ("note", "edit")]
@@ -571,7 +613,7 @@ class _Console(RunConsole):
 
         return RunCallbacks(manual=self.manual, ask=self.ask, observer=self.observe)
 
-    def ask(self, variable: Any, step: Any, problem: str | None) -> str | None:
+    async def ask(self, variable: Any, step: Any, problem: str | None) -> str | None:
         value = env_value(variable.name)
         if value is not None and not problem:
             return value
@@ -579,8 +621,8 @@ class _Console(RunConsole):
             self.write(f"  {variable.name} is needed: set {SECRET_ENV_PREFIX}{variable.name}")
             return None
         if variable.secret:
-            return ask_secret(variable.name)
-        return prompt(f"{variable.name}: ")
+            return await ask_secret_async(variable.name)
+        return await prompt_async(f"{variable.name}: ")
 
     def observe(self, event: Any) -> None:
         data = event.data
@@ -646,13 +688,14 @@ def cmd_implement(args: argparse.Namespace) -> int:
     console = _Console(args)
     variables = {**_vars(args.var), **_secrets(workflow, [change.implementation, change.backout])}
 
-    def offer(current: Change, run: Any) -> bool:
+    async def offer(current: Change, run: Any) -> bool:
         if args.backout_on_failure is not None:
             return bool(args.backout_on_failure)
         if not interactive():
             return False
-        return said_yes(prompt(f"{run.id} {run.status}. Run the backout procedure "
-                               f"{current.backout} on {', '.join(current.hosts)} now? [y/N] "))
+        return said_yes(await prompt_async(
+            f"{run.id} {run.status}. Run the backout procedure {current.backout} on "
+            f"{', '.join(current.hosts)} now? [y/N] "))
 
     result = run_closing(services, lambda: workflow.implement(
         change.ref, callbacks=console.callbacks(), variables=variables, backout_on_failure=offer))

@@ -28,6 +28,7 @@ from itop_tui.cli import (
     add_actions,
     clean,
     err,
+    known_change,
     open_services,
     positive_float,
     print_json,
@@ -41,12 +42,12 @@ from itop_tui.cli_prompt import (
     SECRET_ENV_PREFIX,
     RunConsole,
     ask_secret,
+    ask_secret_async,
     env_value,
     interactive,
-    prompt,
+    prompt_async,
     yes_or_note,
 )
-from itop_tui.domain.change import normalize_ref
 from itop_tui.domain.procedure import Procedure, Step, Variable
 from itop_tui.domain.procedure_loader import ProcedureFormatError, dump_procedure, load_procedure
 from itop_tui.domain.roles import Role, can_manage_library
@@ -172,16 +173,6 @@ def _change_option(p: argparse.ArgumentParser, verb: str) -> None:
                    help=f"{verb} under this approved change, inside its window (production hosts "
                         "need one for mutating steps; default: the run's change, else the single "
                         "active change)")
-
-
-def _change_id(text: str | None) -> str | None:
-    """``--change`` as a change reference (CHG-N), or a usage error."""
-    if text is None:
-        return None
-    try:
-        return normalize_ref(text)
-    except ValueError as exc:
-        raise UsageError(f"--change: {exc}") from None
 
 
 def _run_options(p: argparse.ArgumentParser) -> None:
@@ -482,18 +473,18 @@ class _Console(RunConsole):
         return RunCallbacks(confirm=self.confirm, manual=self.manual, ask=self.ask,
                             observer=self.observe)
 
-    def answer(self, question: str) -> bool | str:
-        return yes_or_note(prompt(f"{question} (y NOTE to add a note) "))
+    async def answer(self, question: str) -> bool | str:
+        return yes_or_note(await prompt_async(f"{question} (y NOTE to add a note) "))
 
-    def confirm(self, step: Step, hosts: list[str]) -> bool | str:
+    async def confirm(self, step: Step, hosts: list[str]) -> bool | str:
         if self.yes:
             return True
         if not interactive():
             self.write(f"  step {step.id} changes things: confirm on a terminal, or pass --yes")
             return False
-        return self.answer(f"Run {step.id} on {', '.join(hosts)}? [y/N]")
+        return await self.answer(f"Run {step.id} on {', '.join(hosts)}? [y/N]")
 
-    def ask(self, variable: Variable, step: Step | None, problem: str | None) -> str | None:
+    async def ask(self, variable: Variable, step: Step | None, problem: str | None) -> str | None:
         if problem and step is not None:
             self.write(f"  {variable.name}: {problem}")
         if variable.name not in self.env_tried:
@@ -511,10 +502,10 @@ class _Console(RunConsole):
         if variable.description:
             self.write(f"  {variable.name}: {variable.description}")
         if variable.secret:
-            return ask_secret(variable.name)
+            return await ask_secret_async(variable.name)
         default = f" [{variable.default}]" if variable.default is not None else ""
         choices = f" ({', '.join(variable.choices)})" if variable.choices else ""
-        return prompt(f"{variable.name}{choices}{default}: ")
+        return await prompt_async(f"{variable.name}{choices}{default}: ")
 
     def observe(self, event: Any) -> None:
         data = event.data
@@ -638,7 +629,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             f"{procedure.id} has steps that change things or need a person: confirm them on a "
             "terminal, pass --yes to confirm them all, or use --check"
         )
-    change_id = _change_id(args.change)
+    change_id = known_change(services, args.change)
     supplied.update(_start_secrets(procedure))
     console = _Console(args)
     return _execute(args, services, console, lambda runner: runner.start(
@@ -657,12 +648,13 @@ def _run_procedure(services: Services, run_id: str) -> tuple[ProcedureRun, Proce
 def cmd_resume(args: argparse.Namespace) -> int:
     """``itop procedure resume RUN [--force] [--var K=V]... [--change CHG] [--yes] [--json]``."""
     run_id = _run_id(args.run)
-    change_id = _change_id(args.change)
     services = open_services(args)
     services.require_writable("resume procedure runs")
+    change_id = known_change(services, args.change)
     run, procedure = _run_procedure(services, run_id)
     supplied = _parse_vars(args.var, procedure) if procedure is not None else {}
     console = _Console(args)
+    console.check = run.mode == "check"
     return _execute(args, services, console, lambda runner: runner.resume(
         run.id, force=bool(args.force), variables=supplied, change_id=change_id))
 
@@ -671,11 +663,12 @@ def cmd_resume(args: argparse.Namespace) -> int:
 def cmd_retry(args: argparse.Namespace) -> int:
     """``itop procedure retry RUN [--force] [--change CHG] [--yes] [--json]``."""
     run_id = _run_id(args.run)
-    change_id = _change_id(args.change)
     services = open_services(args)
     services.require_writable("retry procedure runs")
+    change_id = known_change(services, args.change)
     run, _procedure = _run_procedure(services, run_id)
     console = _Console(args)
+    console.check = run.mode == "check"
     return _execute(args, services, console, lambda runner: runner.retry_failed(
         run.id, force=bool(args.force), change_id=change_id))
 

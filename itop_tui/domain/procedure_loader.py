@@ -12,9 +12,10 @@ stand outside shell quotes. The format is documented in docs/procedures.md;
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -78,15 +79,32 @@ class ProcedureFormatError(ValueError):
     """A procedure file breaks the format. ``str()`` is ``FILE:LINE: field.path: message``.
 
     ``line`` is None when the procedure came from data without lines (the store).
+    A file is checked whole, so one error may stand for several: ``errors``
+    holds them all in line order (this one first), and ``str()`` then has
+    one such line for each.
     """
 
-    def __init__(self, file: str, line: int | None, field_path: str, message: str) -> None:
+    def __init__(
+        self, file: str, line: int | None, field_path: str, message: str,
+        more: tuple[ProcedureFormatError, ...] = (),
+    ) -> None:
         self.file = file
         self.line = line
         self.field_path = field_path
         self.message = message
+        self.errors: tuple[ProcedureFormatError, ...] = (self, *more)
         where = file if line is None else f"{file}:{line}"
-        super().__init__(f"{where}: {field_path}: {message}" if field_path else f"{where}: {message}")
+        first = f"{where}: {field_path}: {message}" if field_path else f"{where}: {message}"
+        super().__init__("\n".join([first, *(str(error) for error in more)]))
+
+    @classmethod
+    def of(cls, errors: list[ProcedureFormatError]) -> ProcedureFormatError:
+        """One error standing for ``errors`` (at least one), sorted by line."""
+        ordered = sorted(errors, key=lambda e: (e.line is None, e.line or 0))
+        first = ordered[0]
+        if len(ordered) == 1:
+            return first
+        return cls(first.file, first.line, first.field_path, first.message, tuple(ordered[1:]))
 
 
 @dataclass
@@ -256,30 +274,50 @@ def _did_you_mean(word: str, choices: Any) -> str:
 # -- validation --------------------------------------------------------------
 
 
+Declared = Mapping[str, Variable | None]
+"""The declared variable names; None for a variable whose other fields are wrong
+(its name is still declared, so its uses are not reported again)."""
+
+
 class _Validator:
-    """Checks a :class:`_Node` tree field by field and builds the Procedure."""
+    """Checks a :class:`_Node` tree field by field and builds the Procedure.
+
+    It goes on after an error, field by field, and reports every error of
+    the file together (``problems``); a field whose error would make the
+    next ones meaningless (a step's kind) stops only that part.
+    """
 
     def __init__(self, file: str) -> None:
         self.file = file
+        self.problems: list[ProcedureFormatError] = []
 
     def error(self, line: int | None, path: str, message: str) -> ProcedureFormatError:
         return ProcedureFormatError(self.file, line, path, message)
+
+    @contextlib.contextmanager
+    def collect(self) -> Iterator[None]:
+        """Record an error raised inside the block and go on after it."""
+        try:
+            yield
+        except ProcedureFormatError as exc:
+            self.problems.extend(exc.errors)
 
     # structure
 
     def mapping(
         self, node: _Node, path: str, allowed: tuple[str, ...], what: str
     ) -> dict[str, _Node]:
+        """The known fields of a mapping; each unknown key is recorded as an error."""
         if not isinstance(node.value, dict):
             raise self.error(node.line, path or "(top level)", f"expected {what}, got {_kind(node.value)}")
         for key in node.value:
             if key not in allowed:
-                raise self.error(
+                self.problems.append(self.error(
                     node.key_lines.get(key, node.line),
                     _join(path, key),
                     f"unknown key{_did_you_mean(key, allowed)}; known keys: {', '.join(allowed)}",
-                )
-        return dict(node.value)
+                ))
+        return {key: value for key, value in node.value.items() if key in allowed}
 
     def required(self, fields: dict[str, _Node], key: str, node: _Node, path: str) -> _Node:
         if key not in fields:
@@ -359,90 +397,161 @@ class _Validator:
 
     def procedure(self, root: _Node) -> Procedure:
         fields = self.mapping(root, "", PROCEDURE_KEYS, "a procedure (a mapping)")
-        procedure_id = self.matching(
-            self.required(fields, "id", root, ""), "id", ID_RE,
-            "use lowercase letters, digits, '.', '_' and '-', starting with a letter or digit",
-        )
-        title_node = self.required(fields, "title", root, "")
-        title = self.line_text(title_node, "title")
-        version_node = self.required(fields, "version", root, "")
-        version = self.text_value(version_node, "version")
-        if not VERSION_RE.fullmatch(version):
-            raise self.error(
-                version_node.line, "version",
-                f"{version!r} is not valid: use letters, digits and '.', '_', '+', '-' (e.g. '1.2')",
+        procedure_id = title = version = description = ""
+        with self.collect():
+            procedure_id = self.matching(
+                self.required(fields, "id", root, ""), "id", ID_RE,
+                "use lowercase letters, digits, '.', '_' and '-', starting with a letter or digit",
             )
-        description = (
-            self.string(fields["description"], "description", allow_empty=True)
-            if "description" in fields else ""
-        )
-        targets = self.line_text(fields["targets"], "targets") if "targets" in fields else None
-        variables = self.variables(fields["variables"]) if "variables" in fields else ()
-        declared = {v.name: v for v in variables}
-        steps = self.steps(self.required(fields, "steps", root, ""), declared)
-        serial = self.serial(fields["serial"]) if "serial" in fields else ()
-        max_fail = (
-            self.number(fields["max_fail_percentage"], "max_fail_percentage", 0, 100)
-            if "max_fail_percentage" in fields else None
-        )
+        title_node = fields.get("title")
+        with self.collect():
+            title = self.line_text(self.required(fields, "title", root, ""), "title")
+        with self.collect():
+            version_node = self.required(fields, "version", root, "")
+            version = self.text_value(version_node, "version")
+            if not VERSION_RE.fullmatch(version):
+                raise self.error(
+                    version_node.line, "version",
+                    f"{version!r} is not valid: use letters, digits and '.', '_', '+', '-' (e.g. '1.2')",
+                )
+        if "description" in fields:
+            with self.collect():
+                description = self.string(fields["description"], "description", allow_empty=True)
+        targets = None
+        if "targets" in fields:
+            with self.collect():
+                targets = self.line_text(fields["targets"], "targets")
+        variables: tuple[Variable, ...] = ()
+        declared: dict[str, Variable | None] = {}
+        if "variables" in fields:
+            with self.collect():
+                variables, declared = self.variables(fields["variables"])
+        steps: tuple[Step, ...] = ()
+        with self.collect():
+            steps = self.steps(self.required(fields, "steps", root, ""), declared)
+        serial: tuple[int | str, ...] = ()
+        if "serial" in fields:
+            with self.collect():
+                serial = self.serial(fields["serial"])
+        max_fail = None
+        if "max_fail_percentage" in fields:
+            with self.collect():
+                max_fail = self.number(fields["max_fail_percentage"], "max_fail_percentage", 0, 100)
         strategy = DEFAULT_STRATEGY
         if "strategy" in fields:
-            strategy = self.string(fields["strategy"], "strategy")
-            if strategy not in STRATEGIES:
-                raise self.error(
-                    fields["strategy"].line, "strategy",
-                    f"must be one of {', '.join(STRATEGIES)}, got {strategy!r}"
-                    f"{_did_you_mean(strategy, STRATEGIES)}",
-                )
-        self.check_text_names(title_node, "title", declared)
-        if "description" in fields:
-            self.check_text_names(fields["description"], "description", declared)
+            with self.collect():
+                strategy = self.string(fields["strategy"], "strategy")
+                if strategy not in STRATEGIES:
+                    raise self.error(
+                        fields["strategy"].line, "strategy",
+                        f"must be one of {', '.join(STRATEGIES)}, got {strategy!r}"
+                        f"{_did_you_mean(strategy, STRATEGIES)}",
+                    )
+        if title_node is not None and isinstance(title_node.value, str):
+            with self.collect():
+                self.check_text_names(title_node, "title", declared)
+        if "description" in fields and isinstance(fields["description"].value, str):
+            with self.collect():
+                self.check_text_names(fields["description"], "description", declared)
+        if self.problems:
+            raise ProcedureFormatError.of(self.problems)
         return Procedure(
             id=procedure_id, title=title, version=version, description=description,
             targets=targets, variables=variables, steps=steps, serial=serial,
             max_fail_percentage=max_fail, strategy=strategy,
         )
 
-    def variables(self, node: _Node) -> tuple[Variable, ...]:
+    def variables(self, node: _Node) -> tuple[tuple[Variable, ...], dict[str, Variable | None]]:
+        """The valid variables, and every declared name (None: that variable has errors)."""
         if not isinstance(node.value, list):
             raise self.error(node.line, "variables", f"expected a list of variables, got {_kind(node.value)}")
         result: list[Variable] = []
+        declared: dict[str, Variable | None] = {}
         first_line: dict[str, int | None] = {}
         for index, item in enumerate(node.value):
-            variable = self.variable(item, f"variables[{index}]")
-            if variable.name in first_line:
-                raise self.error(
+            name: str | None = None
+            variable: Variable | None = None
+            with self.collect():
+                name, variable = self.variable(item, f"variables[{index}]")
+            if name is None:
+                continue
+            if name in first_line:
+                self.problems.append(self.error(
                     item.line, f"variables[{index}].name",
-                    f"duplicate variable {variable.name!r} (first at line {first_line[variable.name]})",
-                )
-            first_line[variable.name] = item.line
-            result.append(variable)
-        return tuple(result)
+                    f"duplicate variable {name!r} (first at line {first_line[name]})",
+                ))
+                continue
+            first_line[name] = item.line
+            declared[name] = variable
+            if variable is not None:
+                result.append(variable)
+        return tuple(result), declared
 
-    def variable(self, node: _Node, path: str) -> Variable:
+    def variable(self, node: _Node, path: str) -> tuple[str | None, Variable | None]:
+        """The variable's name (None when it has none) and the variable (None when it has errors)."""
+        before = len(self.problems)
         fields = self.mapping(node, path, VARIABLE_KEYS, "a variable (a mapping with a name)")
-        name_node = self.required(fields, "name", node, path)
-        name = self.matching(
-            name_node, f"{path}.name", VARIABLE_NAME_RE,
-            "use letters, digits and '_', starting with a letter or '_'",
-        )
-        if name in BUILTIN_VARIABLES:
-            raise self.error(
-                name_node.line, f"{path}.name",
-                f"{name!r} is built in (set by itop for each host); choose another name",
+        name: str | None = None
+        with self.collect():
+            name_node = self.required(fields, "name", node, path)
+            text = self.matching(
+                name_node, f"{path}.name", VARIABLE_NAME_RE,
+                "use letters, digits and '_', starting with a letter or '_'",
             )
-        description = (
-            self.string(fields["description"], f"{path}.description", allow_empty=True)
-            if "description" in fields else ""
+            if text in BUILTIN_VARIABLES:
+                raise self.error(
+                    name_node.line, f"{path}.name",
+                    f"{text!r} is built in (set by itop for each host); choose another name",
+                )
+            name = text
+        description = ""
+        required = secret = False
+        choices: tuple[str, ...] = ()
+        regex: str | None = None
+        default: str | None = None
+        if "description" in fields:
+            with self.collect():
+                description = self.string(fields["description"], f"{path}.description", allow_empty=True)
+        if "required" in fields:
+            with self.collect():
+                required = self.boolean(fields["required"], f"{path}.required")
+        if "secret" in fields:
+            with self.collect():
+                secret = self.boolean(fields["secret"], f"{path}.secret")
+        if "choices" in fields:
+            with self.collect():
+                choices = self.string_list(fields["choices"], f"{path}.choices")
+        if "regex" in fields:
+            with self.collect():
+                regex = self.regex(fields["regex"], f"{path}.regex")
+        if "default" in fields:
+            with self.collect():
+                default = self.text_value(fields["default"], f"{path}.default")
+        with self.collect():
+            self.variable_rules(fields, path, choices=choices, regex=regex, default=default,
+                                secret=secret, required=required)
+        if name is None or len(self.problems) > before:
+            return name, None
+        variable = Variable(
+            name=name, description=description, required=required, default=default,
+            choices=choices, regex=regex, secret=secret,
         )
-        required = self.boolean(fields["required"], f"{path}.required") if "required" in fields else False
-        secret = self.boolean(fields["secret"], f"{path}.secret") if "secret" in fields else False
-        choices = self.string_list(fields["choices"], f"{path}.choices") if "choices" in fields else ()
-        regex = self.regex(fields["regex"], f"{path}.regex") if "regex" in fields else None
-        default = self.text_value(fields["default"], f"{path}.default") if "default" in fields else None
+        if default is not None:
+            problem = value_problem(variable, default)
+            if problem is not None:
+                self.problems.append(
+                    self.error(fields["default"].line, f"{path}.default", f"the default {problem}"))
+                return name, None
+        return name, variable
+
+    def variable_rules(
+        self, fields: dict[str, _Node], path: str, *, choices: tuple[str, ...],
+        regex: str | None, default: str | None, secret: bool, required: bool,
+    ) -> None:
+        """The rules between a variable's fields."""
         if choices and regex is not None:
             raise self.error(fields["regex"].line, f"{path}.regex", "give either choices or regex, not both")
-        if "choices" in fields and not choices:
+        if "choices" in fields and isinstance(fields["choices"].value, list) and not fields["choices"].value:
             raise self.error(fields["choices"].line, f"{path}.choices", "must list at least one value")
         if secret and default is not None:
             raise self.error(
@@ -459,15 +568,6 @@ class _Validator:
                 fields["default"].line, f"{path}.default",
                 "a required variable has no default (the operator must give it); remove one of them",
             )
-        variable = Variable(
-            name=name, description=description, required=required, default=default,
-            choices=choices, regex=regex, secret=secret,
-        )
-        if default is not None:
-            problem = value_problem(variable, default)
-            if problem is not None:
-                raise self.error(fields["default"].line, f"{path}.default", f"the default {problem}")
-        return variable
 
     def serial(self, node: _Node) -> tuple[int | str, ...]:
         if isinstance(node.value, list):
@@ -496,7 +596,7 @@ class _Validator:
 
     # steps
 
-    def steps(self, node: _Node, declared: dict[str, Variable]) -> tuple[Step, ...]:
+    def steps(self, node: _Node, declared: Declared) -> tuple[Step, ...]:
         if not isinstance(node.value, list):
             raise self.error(node.line, "steps", f"expected a list of steps, got {_kind(node.value)}")
         if not node.value:
@@ -505,99 +605,157 @@ class _Validator:
         first_line: dict[str, int | None] = {}
         for index, item in enumerate(node.value):
             path = f"steps[{index}]"
-            step = self.step(item, path, declared)
-            if step.id in first_line:
-                id_line = item.value["id"].line if isinstance(item.value, dict) else item.line
-                raise self.error(
+            step_id: str | None = None
+            step: Step | None = None
+            with self.collect():
+                step_id, step = self.step(item, path, declared)
+            if step_id is None:
+                continue
+            id_line = item.value["id"].line
+            if step_id in first_line:
+                self.problems.append(self.error(
                     id_line, f"{path}.id",
-                    f"duplicate step id {step.id!r} (first at line {first_line[step.id]})",
-                )
-            first_line[step.id] = item.value["id"].line
-            result.append(step)
+                    f"duplicate step id {step_id!r} (first at line {first_line[step_id]})",
+                ))
+                continue
+            first_line[step_id] = id_line
+            if step is not None:
+                result.append(step)
         return tuple(result)
 
-    def step(self, node: _Node, path: str, declared: dict[str, Variable]) -> Step:
-        fields = self.mapping(node, path, STEP_KEYS, "a step (a mapping)")
-        kind_node = self.required(fields, "kind", node, path)
-        kind = self.string(kind_node, f"{path}.kind")
-        if kind not in STEP_KINDS:
-            raise self.error(
-                kind_node.line, f"{path}.kind",
-                f"must be one of {', '.join(STEP_KINDS)}, got {kind!r}{_did_you_mean(kind, STEP_KINDS)}",
-            )
-        allowed = STEP_KEYS_BY_KIND[kind]
-        for key in fields:
-            if key not in allowed:
-                kinds = [k for k, keys in STEP_KEYS_BY_KIND.items() if key in keys]
+    def step_fields(self, node: _Node, path: str) -> tuple[str | None, dict[str, _Node]]:
+        """The step's kind (None when missing or unknown) and its fields allowed for that kind.
+
+        Each key the kind does not allow is recorded, with the keys it does.
+        """
+        if not isinstance(node.value, dict):
+            raise self.error(node.line, path, f"expected a step (a mapping), got {_kind(node.value)}")
+        kind: str | None = None
+        with self.collect():
+            kind_node = self.required(node.value, "kind", node, path)
+            text = self.string(kind_node, f"{path}.kind")
+            if text not in STEP_KINDS:
                 raise self.error(
-                    node.key_lines.get(key, node.line), _join(path, key),
-                    f"not allowed in a {kind} step (only in: {', '.join(kinds)} steps)",
+                    kind_node.line, f"{path}.kind",
+                    f"must be one of {', '.join(STEP_KINDS)}, got {text!r}{_did_you_mean(text, STEP_KINDS)}",
                 )
-        step_id = self.matching(
-            self.required(fields, "id", node, path), f"{path}.id", STEP_ID_RE,
-            "use lowercase letters, digits, '_' and '-', starting with a letter or digit",
-        )
-        title_node = self.required(fields, "title", node, path)
-        title = self.line_text(title_node, f"{path}.title")
-        self.check_text_names(title_node, f"{path}.title", declared)
+            kind = text
+        allowed = STEP_KEYS_BY_KIND[kind] if kind is not None else STEP_KEYS
+        fields: dict[str, _Node] = {}
+        for key, value in node.value.items():
+            if key in allowed:
+                fields[key] = value
+                continue
+            line = node.key_lines.get(key, node.line)
+            if kind is not None and key in STEP_KEYS:
+                kinds = [k for k, keys in STEP_KEYS_BY_KIND.items() if key in keys]
+                message = f"not allowed in a {kind} step (only in: {', '.join(kinds)} steps)"
+            else:
+                where = f" of a {kind} step" if kind is not None else ""
+                message = (f"unknown key{_did_you_mean(key, allowed)}; known keys{where}: "
+                           f"{', '.join(allowed)}")
+            self.problems.append(self.error(line, _join(path, key), message))
+        return kind, fields
+
+    def step(self, node: _Node, path: str, declared: Declared) -> tuple[str | None, Step | None]:
+        """The step's id (None when it has no valid one) and the step (None when it has errors)."""
+        before = len(self.problems)
+        kind, fields = self.step_fields(node, path)
+        step_id: str | None = None
+        with self.collect():
+            step_id = self.matching(
+                self.required(fields, "id", node, path), f"{path}.id", STEP_ID_RE,
+                "use lowercase letters, digits, '_' and '-', starting with a letter or digit",
+            )
+        title = ""
+        with self.collect():
+            title_node = self.required(fields, "title", node, path)
+            title = self.line_text(title_node, f"{path}.title")
+            self.check_text_names(title_node, f"{path}.title", declared)
         instructions = ""
+        instructions_ok = True
         if "instructions" in fields:
-            instructions = self.string(fields["instructions"], f"{path}.instructions", allow_empty=True)
-            self.check_text_names(fields["instructions"], f"{path}.instructions", declared)
-        if kind == "manual" and not instructions.strip():
-            raise self.error(node.line, f"{path}.instructions", "is required: say what the person must do")
+            instructions_ok = False
+            with self.collect():
+                instructions = self.string(fields["instructions"], f"{path}.instructions", allow_empty=True)
+                instructions_ok = True
+                self.check_text_names(fields["instructions"], f"{path}.instructions", declared)
+        if kind is None:
+            return step_id, None
+        if kind == "manual" and instructions_ok and not instructions.strip():
+            self.problems.append(
+                self.error(node.line, f"{path}.instructions", "is required: say what the person must do"))
 
         command = None
         if kind in ("command", "check"):
-            command_node = self.required(fields, "command", node, path)
-            command = self.string(command_node, f"{path}.command")
-            self.check_command(command_node, f"{path}.command", declared)
+            with self.collect():
+                command_node = self.required(fields, "command", node, path)
+                command = self.string(command_node, f"{path}.command")
+                self.check_command(command_node, f"{path}.command", declared)
 
         mutates = default_mutates(kind)
         if "mutates" in fields:
-            mutates = self.boolean(fields["mutates"], f"{path}.mutates")
-            if kind == "check" and mutates:
-                raise self.error(
-                    fields["mutates"].line, f"{path}.mutates",
-                    "a check is read-only by definition; use a command step for changes",
-                )
-        trainee_safe = self.boolean(fields["trainee_safe"], f"{path}.trainee_safe") if "trainee_safe" in fields else False
-        skip_in_check = (
-            self.boolean(fields["skip_in_check_mode"], f"{path}.skip_in_check_mode")
-            if "skip_in_check_mode" in fields else False
-        )
-
-        expect = self.expect(fields["expect"], f"{path}.expect") if "expect" in fields else Expect()
-        retries = self.integer(fields["retries"], f"{path}.retries", 0, MAX_RETRIES) if "retries" in fields else 0
-        delay = self.number(fields["delay"], f"{path}.delay", 0, MAX_SECONDS) if "delay" in fields else 0.0
-        if delay > 0 and retries == 0:
-            raise self.error(fields["delay"].line, f"{path}.delay", "only means something with retries")
-        until = self.until(fields["until"], f"{path}.until") if "until" in fields else None
-        if until is not None and retries > 0:
-            raise self.error(
-                fields["retries"].line, f"{path}.retries",
-                "give either until (poll for a time) or retries, not both",
-            )
+            with self.collect():
+                mutates = self.boolean(fields["mutates"], f"{path}.mutates")
+                if kind == "check" and mutates:
+                    raise self.error(
+                        fields["mutates"].line, f"{path}.mutates",
+                        "a check is read-only by definition; use a command step for changes",
+                    )
+        trainee_safe = skip_in_check = False
+        if "trainee_safe" in fields:
+            with self.collect():
+                trainee_safe = self.boolean(fields["trainee_safe"], f"{path}.trainee_safe")
+        if "skip_in_check_mode" in fields:
+            with self.collect():
+                skip_in_check = self.boolean(fields["skip_in_check_mode"], f"{path}.skip_in_check_mode")
+        expect = Expect()
+        if "expect" in fields:
+            with self.collect():
+                expect = self.expect(fields["expect"], f"{path}.expect")
+        retries: int | None = 0
+        if "retries" in fields:
+            retries = None  # until it is known to be valid
+            with self.collect():
+                retries = self.integer(fields["retries"], f"{path}.retries", 0, MAX_RETRIES)
+        delay = 0.0
+        if "delay" in fields:
+            with self.collect():
+                delay = self.number(fields["delay"], f"{path}.delay", 0, MAX_SECONDS)
+                if delay > 0 and retries == 0:
+                    raise self.error(fields["delay"].line, f"{path}.delay", "only means something with retries")
+        until = None
+        if "until" in fields:
+            with self.collect():
+                until = self.until(fields["until"], f"{path}.until")
+                if retries:
+                    raise self.error(
+                        fields["retries"].line, f"{path}.retries",
+                        "give either until (poll for a time) or retries, not both",
+                    )
         timeout: float | None = None
         if kind in ("command", "check"):
-            timeout = (
-                self.number(fields["timeout"], f"{path}.timeout", 0, MAX_SECONDS, low_open=True)
-                if "timeout" in fields else DEFAULT_STEP_TIMEOUT
-            )
+            timeout = DEFAULT_STEP_TIMEOUT
+            if "timeout" in fields:
+                with self.collect():
+                    timeout = self.number(fields["timeout"], f"{path}.timeout", 0, MAX_SECONDS, low_open=True)
 
         variable = None
         if kind == "input":
-            variable_node = self.required(fields, "variable", node, path)
-            variable = self.string(variable_node, f"{path}.variable")
-            if variable not in declared:
-                raise self.error(
-                    variable_node.line, f"{path}.variable",
-                    f"{variable!r} is not declared under variables"
-                    f"{_did_you_mean(variable, declared)}",
-                )
-        return Step(
+            with self.collect():
+                variable_node = self.required(fields, "variable", node, path)
+                variable = self.string(variable_node, f"{path}.variable")
+                if variable not in declared:
+                    raise self.error(
+                        variable_node.line, f"{path}.variable",
+                        f"{variable!r} is not declared under variables"
+                        f"{_did_you_mean(variable, declared)}",
+                    )
+        if step_id is None or len(self.problems) > before:
+            return step_id, None
+        return step_id, Step(
             id=step_id, title=title, kind=kind, mutates=mutates, instructions=instructions,
-            command=command, expect=expect, retries=retries, delay=delay, until=until,
+            command=command, expect=expect, retries=retries or 0, delay=delay, until=until,
             timeout=timeout, trainee_safe=trainee_safe, variable=variable,
             skip_in_check_mode=skip_in_check,
         )
@@ -638,7 +796,7 @@ class _Validator:
 
     # templates
 
-    def check_command(self, node: _Node, path: str, declared: dict[str, Variable]) -> None:
+    def check_command(self, node: _Node, path: str, declared: Declared) -> None:
         text: str = node.value
         try:
             found = placeholders(text)
@@ -654,7 +812,7 @@ class _Validator:
                 f'then "${placeholder.name}")',
             )
 
-    def check_text_names(self, node: _Node, path: str, declared: dict[str, Variable]) -> None:
+    def check_text_names(self, node: _Node, path: str, declared: Declared) -> None:
         try:
             found = placeholders(node.value)
         except TemplateError as exc:
@@ -663,7 +821,7 @@ class _Validator:
             self.check_name(node, path, placeholder.name, placeholder.start, declared)
 
     def check_name(
-        self, node: _Node, path: str, name: str, offset: int, declared: dict[str, Variable]
+        self, node: _Node, path: str, name: str, offset: int, declared: Declared
     ) -> None:
         if name in declared or name in BUILTIN_VARIABLES:
             return

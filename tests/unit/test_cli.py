@@ -11,6 +11,7 @@ import signal
 import socket
 import stat
 import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -78,6 +79,45 @@ def test_help_lists_every_subcommand(itop: Itop) -> None:
     done = itop("inventory", "--help")
     for action in ("list", "show", "import", "export", "add", "remove", "set", "discover"):
         assert action in done.stdout
+    assert "edit" not in done.stdout  # there is no such action: `set` changes hosts
+    top = " ".join(itop("--help").stdout.split())
+    assert "inventory list, show, import, export, add, remove, set and discover hosts" in top
+
+
+def test_the_tui_and_version_start_without_the_command_modules(itop: Itop) -> None:
+    """`itop`, `itop --read-only` and `itop --version` parse without importing the
+    command modules (their imports would slow the terminal UI's first paint)."""
+    probe = (
+        "import sys\n"
+        "from itop_tui.cli import EXTENSIONS, main, parse_args\n"
+        "args = parse_args(sys.argv[1:])\n"
+        "assert args.command is None and not hasattr(args, 'handler'), args\n"
+        "assert args.read_only == ('--read-only' in sys.argv), args\n"
+        "assert [m for m in EXTENSIONS if m in sys.modules] == [], sys.argv\n"
+        "try:\n"
+        "    main(['--version'])\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "print(sorted(m for m in EXTENSIONS if m in sys.modules))\n"
+    )
+    for words in ([], ["--read-only"], ["--config", str(itop.config), "--data-dir=x"]):
+        done = subprocess.run([sys.executable, "-c", probe, *words], capture_output=True,
+                              text=True, timeout=60, env=itop.env())
+        assert (done.returncode, done.stderr) == (0, ""), words
+        assert done.stdout.splitlines() == ["itop 0.1.0".replace("0.1.0", __version__), "[]"]
+
+
+def test_global_option_errors_read_as_they_always_did(itop: Itop) -> None:
+    for args, message in (
+        (("--config",), "itop: argument --config: expected one argument"),
+        (("--bogus",), "itop: unrecognized arguments: --bogus"),
+        (("--read-only", "--data-dir"), "itop: argument --data-dir: expected one argument"),
+    ):
+        done = itop(*args)
+        assert done.returncode == 2, args
+        # The usage is the full parser's, which lists the commands.
+        assert done.stderr.splitlines()[0] == message
+        assert "COMMAND ..." in done.stderr
 
 
 def test_version(itop: Itop) -> None:

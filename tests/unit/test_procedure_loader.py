@@ -91,10 +91,13 @@ def error_of(text: str, file: str = "bad.yaml") -> ProcedureFormatError:
     with pytest.raises(ProcedureFormatError) as caught:
         load_procedure(text, file)
     error = caught.value
-    # The message always has the documented FILE:LINE: field.path: message shape.
-    assert str(error) == f"{error.file}:{error.line}: {error.field_path}: {error.message}" or (
-        not error.field_path and str(error) == f"{error.file}:{error.line}: {error.message}"
-    )
+    # Every line has the documented FILE:LINE: field.path: message shape, one per error.
+    assert str(error).splitlines() == [
+        f"{e.file}:{e.line}: {e.field_path}: {e.message}" if e.field_path
+        else f"{e.file}:{e.line}: {e.message}"
+        for e in error.errors
+    ]
+    assert error.errors[0] is error
     return error
 
 
@@ -185,6 +188,40 @@ def test_key_of_another_kind_is_refused() -> None:
     error = error_of(text)
     assert (error.line, error.field_path) == (line_of(text, "until: {timeout: 5}"), "steps[1].until")
     assert error.message == "not allowed in a command step (only in: check steps)"
+
+
+def test_every_error_of_a_file_is_reported_in_one_pass() -> None:
+    text = replace("        retries: 2\n        delay: 1.5\n", "        mutate: false\n        until: {timeout: 5}\n")
+    text = replace("        command: test -e /", "        command: test -e /\n        retries: many", text)
+    text = replace("id: demo", "id: Demo", text)
+    error = error_of(text, "site/demo.yaml")
+    found = [(e.line, e.field_path) for e in error.errors]
+    assert found == [
+        (line_of(text, "id: Demo"), "id"),
+        (line_of(text, "mutate: false"), "steps[1].mutate"),
+        (line_of(text, "until: {timeout: 5}"), "steps[1].until"),
+        (line_of(text, "retries: many"), "steps[2].retries"),
+    ]
+    assert all(e.file == "site/demo.yaml" for e in error.errors)
+    mutate, until = error.errors[1], error.errors[2]
+    assert mutate.message.startswith("unknown key (did you mean 'mutates'?); known keys of a command step: ")
+    known = mutate.message.split(": ", 1)[1].split(", ")
+    assert "until" not in known and "variable" not in known
+    assert {"command", "expect", "retries", "mutates", "skip_in_check_mode"} <= set(known)
+    assert until.message == "not allowed in a command step (only in: check steps)"
+    assert len(str(error).splitlines()) == 4
+
+
+def test_errors_in_variables_do_not_cascade_into_their_uses() -> None:
+    # The variable is still declared, so {{ service }} in the steps is not reported.
+    text = replace("        required: true\n        regex", "        required: maybe\n        regex")
+    error = error_of(text)
+    assert [(e.field_path, e.message) for e in error.errors] == [
+        ("variables[0].required", "expected true or false, got a string ('maybe')")]
+    # A step of an unknown kind reports its kind; its other keys are not judged by a guess.
+    text = replace("kind: manual", "kind: manul")
+    error = error_of(text)
+    assert [e.field_path for e in error.errors] == ["steps[4].kind"]
 
 
 def test_missing_title() -> None:
