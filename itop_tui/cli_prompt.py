@@ -24,9 +24,10 @@ from collections.abc import Iterator
 from typing import Any, TextIO
 
 from itop_tui.cli import clean
+from itop_tui.ops.procedure_runner import CHECK_MODE_MANUAL
 
 SECRET_ENV_PREFIX = "ITOP_VAR_"
-CHECK_MODE_NOTE = "check mode: shown, not confirmed (nothing was done)"
+CHECK_MODE_NOTE = CHECK_MODE_MANUAL
 
 
 def env_value(name: str) -> str | None:

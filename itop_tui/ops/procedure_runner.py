@@ -130,6 +130,10 @@ EVENT_KINDS = (
 )
 
 
+CHECK_MODE_MANUAL = "check mode: shown, not confirmed (nothing was done)"
+"""Why a manual step of a check-mode run is recorded as skipped."""
+
+
 @dataclass(frozen=True)
 class RunEvent:
     """One progress event of a run, for a live display.
@@ -940,6 +944,16 @@ class ProcedureRunner:
         answer: Answer = False
         if self.callbacks.manual is not None:
             answer = await _answer(self.callbacks.manual(step, hosts, instructions))
+        if context.check:
+            # Check mode shows the instructions and does nothing: nobody
+            # confirmed anything, whatever the operator answered.
+            now = utc_now()
+            self._record(context, step, {
+                h: HostResult(state="skipped", start=now, end=now, duration=0.0,
+                              reason=CHECK_MODE_MANUAL)
+                for h in hosts
+            })
+            return
         note = note_text(answer) if isinstance(answer, str) else None
         detail = {"step": step.id, "kind": "manual", "hosts": list(hosts), "note": note}
         if answer is False:

@@ -619,6 +619,10 @@ class ProcedureRunScreen(ReportsWorkerErrors, ShowsAllowedKeys):
             yes="Run it", no="Not now: pause the run"))
 
     async def _manual(self, step: Step, hosts: list[str], instructions: str) -> bool | str:
+        if self.mode == "check":
+            # Shown in the step's detail; check mode does nothing, so there
+            # is nothing to confirm (the runner records it as skipped).
+            return True
         return await self._prompt(StepQuestion(
             f"{self._step_title(step)} (manual step)", instructions,
             f"Do this for {self._host_list(hosts)}, then say it is done.",

@@ -26,7 +26,7 @@ from itop_tui.domain.models import Host
 from itop_tui.domain.procedure import Step, Variable
 from itop_tui.domain.procedure_loader import load_procedure
 from itop_tui.ops.procedure_report import run_report
-from itop_tui.ops.procedure_runner import ProcedureRunner, RunCallbacks
+from itop_tui.ops.procedure_runner import CHECK_MODE_MANUAL, ProcedureRunner, RunCallbacks
 from itop_tui.services.context import Services
 from itop_tui.services.procedure_repo import ProcedureRepository
 from itop_tui.settings import Settings
@@ -163,6 +163,10 @@ async def test_each_builtin_procedure_runs_against_the_test_sshd(
         if result.state == "cancelled":
             # An earlier check failed: the host stopped there.
             assert run.status == "failed" and "failed at step" in str(result.reason)
+            continue
+        if check and step.kind == "manual" and step.runs_in_check_mode:
+            # Shown to the operator, confirmed by nobody: nothing was done.
+            assert (result.state, result.reason) == ("skipped", CHECK_MODE_MANUAL), step.id
             continue
         if check and not step.runs_in_check_mode:
             # Check mode changed nothing and shows what would have run.

@@ -25,7 +25,7 @@ import pytest
 from cli_helpers import ItopCli, ssh_config, trust_sshd
 from sshd_harness import LISTEN_ADDRESSES
 
-from itop_tui.cli_prompt import CHECK_MODE_NOTE
+from itop_tui.ops.procedure_runner import CHECK_MODE_MANUAL
 from itop_tui.services.procedure_repo import ProcedureRun, RunRepository
 
 pytestmark = pytest.mark.integration
@@ -187,6 +187,7 @@ def test_check_mode_shows_manual_steps_without_a_terminal(itop: ItopCli) -> None
     record = stored_run(itop)
     assert (record.status, record.mode) == ("succeeded", "check")
     assert record.result("look", "h1").state == "ok"
-    assert record.result("tell", "h1").note == CHECK_MODE_NOTE
+    tell = record.result("tell", "h1")
+    assert (tell.state, tell.reason, tell.confirmed_by) == ("skipped", CHECK_MODE_MANUAL, None)
     assert record.result("write", "h1").state == "skipped"
     assert list(work.iterdir()) == []

@@ -262,14 +262,14 @@ async def test_check_mode_shows_badge_and_changes_nothing(tmp_path: Path) -> Non
         screen = await start_run(pilot, marker, check=True)
         assert screen.head_text().plain.startswith(" CHECK MODE ")
         await pilot.press("ctrl+r")
-        # The manual step changes nothing, so check mode shows it and asks; the
-        # mutating command is not confirmed: it does not run.
-        await answer(pilot, "y", StepQuestion, "the manual step")
+        # Check mode asks nothing: the manual step is shown, not confirmed, and
+        # the mutating command does not run.
         await wait_for(pilot, lambda: screen.phase == "view", "the end of the run")
         assert screen.status == "succeeded"
         assert "CHECK MODE" in screen.head_text().plain
-        assert screen.steps.states == {"announce": {"here": "ok"}, "greet": {"here": "skipped"},
-                                       "verify": {"here": "ok"}}
+        assert not isinstance(pilot.app.screen, StepQuestion)
+        assert screen.steps.states == {"announce": {"here": "skipped"},
+                                       "greet": {"here": "skipped"}, "verify": {"here": "ok"}}
         screen.steps.move_to_step("greet")
         await wait_for(pilot, lambda: "would run:" in detail_lines(screen), "the detail of greet")
         lines = detail_lines(screen)
