@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import math
 import os
 import signal
 import sys
@@ -46,6 +47,7 @@ from itop_tui.cli import (
 )
 from itop_tui.domain.metrics import Sample
 from itop_tui.domain.models import Host
+from itop_tui.domain.output import strip_control
 from itop_tui.domain.procfs import MIN_INTERVAL
 from itop_tui.domain.selectors import SelectorError
 from itop_tui.domain.thresholds import DEFAULT_THRESHOLDS
@@ -80,6 +82,8 @@ REPORT_FORMATS = ("md", "csv", "json")
 # The inventory is read again this often by `itop collect`, so hosts added or
 # removed while it runs are picked up without a restart.
 INVENTORY_RELOAD_SECONDS = 60.0
+# The longest collection interval, as for metrics.interval in itop.yaml.
+MAX_INTERVAL = 3600.0
 # `itop metrics` evaluates no threshold: every built-in one switched off.
 NO_THRESHOLDS: dict[str, Any] = dict.fromkeys(DEFAULT_THRESHOLDS)
 # States worth a line while watching: trouble, and the recovery from it.
@@ -87,10 +91,19 @@ TROUBLE_STATES = ("unreachable", "stale")
 
 
 def interval_seconds(text: str) -> float:
-    """argparse type: a collection interval, at least :data:`MIN_INTERVAL` seconds."""
-    value = positive_float(text)
-    if value < MIN_INTERVAL:
-        raise argparse.ArgumentTypeError(f"must be at least {MIN_INTERVAL:g} seconds, got {text}")
+    """argparse type: a collection interval, :data:`MIN_INTERVAL` to :data:`MAX_INTERVAL` seconds.
+
+    The range of ``metrics.interval`` in itop.yaml; checked here, so a bad
+    value is blamed on the option, not on the config file.
+    """
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+    if not (math.isfinite(value) and MIN_INTERVAL <= value <= MAX_INTERVAL):
+        raise argparse.ArgumentTypeError(
+            f"must be from {MIN_INTERVAL:g} to {MAX_INTERVAL:g} seconds, got {text}"
+        )
     return value
 
 
@@ -125,14 +138,17 @@ def register(sub: Any, add: Any) -> None:
     p.add_argument("--format", choices=REPORT_FORMATS, default="md", help="output format")
     p.set_defaults(handler=cmd_report_performance)
 
-    actions = add_actions(add, sub, "problems", "show and acknowledge problems")
+    group = add(sub, "problems", "show and acknowledge problems")
+    actions = group.add_subparsers(dest="problems_command", metavar="ACTION")
+    # `itop problems` alone lists the open problems.
+    group.set_defaults(handler=cmd_problems_list, all=False, json=False)
     p = add(actions, "list", "show open problems (--all: resolved ones too)")
     p.add_argument("--all", action="store_true", help="include resolved problems")
     p.add_argument("--json", action="store_true", help="print a JSON list of problems")
     p.set_defaults(handler=cmd_problems_list)
     p = add(actions, "ack", "acknowledge a problem with a note")
     p.add_argument("id", help="problem id (PRB-N or N)")
-    p.add_argument("--note", default="", help="what is being done about it")
+    p.add_argument("--note", required=True, help="what is being done about it (required)")
     p.add_argument("--json", action="store_true", help="print the acknowledged problem as JSON")
     p.set_defaults(handler=cmd_problems_ack)
 
@@ -474,7 +490,9 @@ def _log_update(update: MonitorUpdate, said: dict[str, tuple[str, str | None]]) 
         detail = f": {status.error}" if status.error else ""
         log_line(f"{status.host} state {status.state}{detail}")
     elif isinstance(update, ProblemUpdate):
-        log_line(problem_line(update))
+        # Another itop on this host (the TUI) stored and logs that change.
+        if update.changed:
+            log_line(problem_line(update))
     elif isinstance(update, NoticeUpdate):
         log_line(f"{update.host + ' ' if update.host else ''}notice: {update.message}")
 
@@ -514,8 +532,11 @@ def cmd_report_performance(args: argparse.Namespace) -> int:
 
     services = open_services(args)
     hosts: list[str] | None = None
+    inventory = services.inventory.load()
     if args.selector is not None:
-        hosts = [host.name for host in select_some(services.inventory.load(), args.selector)]
+        hosts = [host.name for host in select_some(inventory, args.selector)]
+    # Hosts never heard from are listed too ("no data"), not left out.
+    expected = hosts if hosts is not None else sorted(inventory.hosts)
     now = time.time()
     since = parse_since(args.since, now)
     path = services.settings.data_dir / DB_FILENAME
@@ -526,7 +547,7 @@ def cmd_report_performance(args: argparse.Namespace) -> int:
         )
     try:
         with RollupStore(path) as store:
-            text = render(build_report(store, hosts, since, now), args.format)
+            text = render(build_report(store, hosts, since, now, expected), args.format)
     except ReportError as exc:
         raise UsageError(str(exc)) from None
     except RollupStoreError as exc:
@@ -574,6 +595,8 @@ def _number(value: float | None) -> str:
 
 def cmd_problems_ack(args: argparse.Namespace) -> int:
     """``itop problems ack ID [--note TEXT] [--json]``: audited as ``problem.acknowledge``."""
+    if not strip_control(args.note).strip():
+        raise UsageError("--note: an acknowledgement needs a note saying what is being done")
     services = open_services(args)
     services.require_writable("acknowledge problems")
     repo = ProblemRepository.in_data_dir(services.settings.data_dir)

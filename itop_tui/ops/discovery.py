@@ -108,6 +108,8 @@ class FactDiscovery:
         started = time.monotonic()
 
         def failed(message: str) -> DiscoveryResult:
+            # The result names the host: its error need not (transport errors start with it).
+            message = message.removeprefix(f"{host.name}: ")
             return DiscoveryResult(host.name, None, message, time.monotonic() - started)
 
         if host.is_local:

@@ -9,7 +9,8 @@
    the :class:`RollupStore` (SQLite) by a thread once a minute, not per sample;
 4. evaluates the host's thresholds; an event opens, escalates or resolves a
    :class:`Problem` and records the breach in the rollup store, and is
-   audited (``problem.open``, ``problem.escalate``, ``problem.resolve``).
+   audited (``problem.open``, ``problem.escalate``, ``problem.deescalate``,
+   ``problem.resolve``), each only by the process that made the change.
    Store and audit writes run in a thread, one event after the other.
 
 Every update reaches consumers without polling: through listeners
@@ -53,7 +54,12 @@ from itop_tui.domain.thresholds import (
     validate_threshold_config,
 )
 from itop_tui.services.audit import AuditLog
-from itop_tui.services.metrics_collector import Collector, collector_for, df_every_frames
+from itop_tui.services.metrics_collector import (
+    Collector,
+    collector_for,
+    df_every_frames,
+    settle_closing,
+)
 from itop_tui.services.problem_repo import Problem, ProblemRepository, iso_time
 from itop_tui.services.rollup_store import RollupStore
 from itop_tui.services.transport import (
@@ -184,13 +190,16 @@ class ProblemUpdate:
 
     ``problem`` is the stored record (None when the monitor keeps no
     problem store); ``event`` the threshold event behind it (None for an
-    acknowledgement).
+    acknowledgement). ``changed`` is False when another itop process
+    watching the same host had stored the change already (nothing was
+    written or audited here; the stored record may be newer).
     """
 
     kind: str
     host: str
     problem: Problem | None
     event: ThresholdEvent | None = None
+    changed: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -525,6 +534,8 @@ class FleetMonitor:
         for watch in self._watches.values():
             self._stop_watch(watch)
         await self._settle(set(self._retired))
+        # Streams cancelled while opening are closed once open: wait for those too.
+        await settle_closing(STOP_TIMEOUT)
         events = self._events
         if events is not None:
             try:
@@ -766,42 +777,50 @@ class FleetMonitor:
         while True:
             event = await events.get()
             try:
-                problem = await asyncio.to_thread(self._persist_event, event)
-                self._emit(ProblemUpdate(event.kind, event.host, problem, event))
+                problem, changed = await asyncio.to_thread(self._persist_event, event)
+                self._emit(ProblemUpdate(event.kind, event.host, problem, event, changed))
             except Exception as exc:
                 self._notice(f"{event.host}: cannot store the {event.metric} problem: {exc}", event.host)
             finally:
                 events.task_done()
 
-    def _persist_event(self, event: ThresholdEvent) -> Problem | None:
-        """Store and audit one threshold event (runs in a thread)."""
-        problem = self._record_problem(event) if self.problems is not None else None
+    def _persist_event(self, event: ThresholdEvent) -> tuple[Problem | None, bool]:
+        """Store and audit one threshold event (runs in a thread).
+
+        Returns the problem and whether this process changed it: another
+        itop watching the same host may have stored the event first.
+        """
+        problem, changed = (
+            self._record_problem(event) if self.problems is not None else (None, True)
+        )
         if self.rollups is not None:
             self._record_breach(event)
-        return problem
+        return problem, changed
 
-    def _record_problem(self, event: ThresholdEvent) -> Problem | None:
+    def _record_problem(self, event: ThresholdEvent) -> tuple[Problem | None, bool]:
         problems = self.problems
         assert problems is not None
         if event.kind == "resolved":
             problem = problems.resolve(event.host, event.metric, event.time)
             if problem is not None:
                 self._audit("problem.resolve", problem, event)
-            return problem
+            return problem, problem is not None
         if event.kind in ("escalated", "deescalated"):
-            problem = problems.escalate(
+            problem, changed = problems.set_severity(
                 event.host, event.metric, event.severity, event.time, event.value, event.limit
             )
             if problem is not None:
-                self._audit("problem.escalate", problem, event)
-                return problem
+                if changed:
+                    action = "problem.deescalate" if event.kind == "deescalated" else "problem.escalate"
+                    self._audit(action, problem, event)
+                return problem, changed
             # Resolved meanwhile by another itop process: this is a new one.
         problem, created = problems.open(
             event.host, event.metric, event.severity, event.since, event.value, event.limit
         )
         if created:
             self._audit("problem.open", problem, event)
-        return problem
+        return problem, created
 
     def _audit(self, action: str, problem: Problem, event: ThresholdEvent) -> None:
         if self.audit is None:

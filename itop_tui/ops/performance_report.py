@@ -7,7 +7,13 @@ described in :mod:`itop_tui.domain.rollup`.
 Rendered as Markdown, CSV or JSON. The JSON and CSV keys are stable:
 
 - statistics: ``host, metric, min, avg, p95, max, samples``;
-- breaches: ``host, metric, severity, opened, resolved, duration_seconds``.
+- breaches: ``host, metric, severity, opened, resolved, duration_seconds``;
+- hosts selected that have no rollups in the period (unreachable all
+  along, or not collected): JSON ``no_data`` (a list of host names), CSV
+  rows with ``record`` ``no_data``, a line in Markdown.
+
+Statistics are rounded to two decimals. Overlapping breaches of one host,
+metric and severity (two monitors of the same host) are reported as one.
 
 Times are UTC ISO 8601 (``2024-05-01T12:00:00Z``); ``resolved`` is empty
 (``null`` in JSON) for a breach still open at the end of the period, whose
@@ -20,14 +26,16 @@ import csv
 import io
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from itop_tui.domain.output import strip_control
-from itop_tui.domain.rollup import MetricSummary
+from itop_tui.domain.rollup import Breach, MetricSummary
 from itop_tui.domain.timespec import format_time
 from itop_tui.services.rollup_store import RollupStore
 
 FORMATS = ("md", "csv", "json")
+# Statistics in JSON and CSV are rounded to this many decimals.
+DECIMALS = 2
 SUMMARY_KEYS = ("host", "metric", "min", "avg", "p95", "max", "samples")
 BREACH_KEYS = ("host", "metric", "severity", "opened", "resolved", "duration_seconds")
 # One CSV holds both tables; the first column says which a row belongs to.
@@ -55,7 +63,8 @@ class BreachLine:
 class PerformanceReport:
     """Statistics and breaches of the selected hosts over ``[since, until)``.
 
-    ``hosts`` is ``None`` for every host with data.
+    ``hosts`` is ``None`` for every host with data; ``no_data`` the
+    selected hosts without any statistics in the period.
     """
 
     since: float
@@ -63,12 +72,22 @@ class PerformanceReport:
     hosts: tuple[str, ...] | None
     summaries: tuple[MetricSummary, ...]
     breaches: tuple[BreachLine, ...]
+    no_data: tuple[str, ...] = ()
 
 
 def build_report(
-    store: RollupStore, hosts: Sequence[str] | None, since: float, until: float
+    store: RollupStore,
+    hosts: Sequence[str] | None,
+    since: float,
+    until: float,
+    expected: Sequence[str] | None = None,
 ) -> PerformanceReport:
-    """Gather the statistics and breaches of ``hosts`` (``None``: all) for the period."""
+    """Gather the statistics and breaches of ``hosts`` (``None``: all) for the period.
+
+    ``expected`` are the hosts to list as ``no_data`` when they have no
+    statistics (default: ``hosts``); e.g. the whole inventory when
+    ``hosts`` is None.
+    """
     if since >= until:
         raise ReportError(
             f"empty period: since {format_time(since)} is not before until {format_time(until)}"
@@ -84,15 +103,41 @@ def build_report(
             # An open breach is counted up to the end of the period.
             duration_seconds=round(b.duration(until), 3),
         )
-        for b in store.breaches(since, until, hosts)
+        for b in merge_breaches(store.breaches(since, until, hosts))
     )
+    with_data = {s.host for s in summaries}
+    wanted = hosts if expected is None else expected
+    no_data = () if wanted is None else tuple(h for h in dict.fromkeys(wanted) if h not in with_data)
     return PerformanceReport(
         since=since,
         until=until,
         hosts=tuple(hosts) if hosts is not None else None,
         summaries=tuple(summaries),
         breaches=breaches,
+        no_data=no_data,
     )
+
+
+def merge_breaches(breaches: Sequence[Breach]) -> list[Breach]:
+    """Overlapping breaches of one host, metric and severity as one (oldest first).
+
+    Two monitors of one host (the TUI and ``itop collect``) may each have
+    recorded the same breach, a second apart; counted once, not twice.
+    """
+    merged: dict[tuple[str, str, str], list[Breach]] = {}
+    for breach in sorted(breaches, key=lambda b: b.opened):
+        spans = merged.setdefault((breach.host, breach.metric, breach.severity), [])
+        last = spans[-1] if spans else None
+        if last is not None and (last.resolved is None or last.resolved >= breach.opened):
+            resolved = (
+                None if last.resolved is None or breach.resolved is None
+                else max(last.resolved, breach.resolved)
+            )
+            spans[-1] = replace(last, resolved=resolved)
+        else:
+            spans.append(breach)
+    every = [b for spans in merged.values() for b in spans]
+    return sorted(every, key=lambda b: (b.opened, b.host, b.metric, b.severity))
 
 
 def summary_record(summary: MetricSummary) -> dict[str, str | float | int]:
@@ -100,10 +145,10 @@ def summary_record(summary: MetricSummary) -> dict[str, str | float | int]:
     return {
         "host": summary.host,
         "metric": summary.metric,
-        "min": summary.min,
-        "avg": summary.avg,
-        "p95": summary.p95,
-        "max": summary.max,
+        "min": round(summary.min, DECIMALS),
+        "avg": round(summary.avg, DECIMALS),
+        "p95": round(summary.p95, DECIMALS),
+        "max": round(summary.max, DECIMALS),
         "samples": summary.samples,
     }
 
@@ -128,6 +173,7 @@ def to_json(report: PerformanceReport) -> str:
         "hosts": list(report.hosts) if report.hosts is not None else None,
         "metrics": [summary_record(s) for s in report.summaries],
         "breaches": [breach_record(b) for b in report.breaches],
+        "no_data": list(report.no_data),
     }
     return json.dumps(document, indent=2) + "\n"
 
@@ -144,6 +190,8 @@ def to_csv(report: PerformanceReport) -> str:
         writer.writerow(_spreadsheet_safe({"record": "summary", **summary_record(summary)}))
     for breach in report.breaches:
         writer.writerow(_spreadsheet_safe({"record": "breach", **breach_record(breach)}))
+    for host in report.no_data:
+        writer.writerow(_spreadsheet_safe({"record": "no_data", "host": host}))
     return out.getvalue()
 
 
@@ -176,6 +224,8 @@ def to_markdown(report: PerformanceReport) -> str:
         ]
     else:
         lines.append("No statistics recorded in this period.")
+    if report.no_data:
+        lines += ["", "No data in this period for: " + ", ".join(_cell(h) for h in report.no_data)]
     lines += ["", "## Threshold breaches", ""]
     if report.breaches:
         lines += [

@@ -21,7 +21,7 @@ import asyncio
 import math
 import os
 import time
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from typing import Protocol
 
 import psutil
@@ -127,11 +127,27 @@ class RemoteCollector:
     async def samples(self) -> AsyncGenerator[RawSample, None]:
         """Raw samples as frames complete; see the class notes for how it ends."""
         self._assembler = assembler = FrameAssembler(max_line_length=STREAM_LINE_LIMIT)
-        chunks = self.transport.stream_chunks(self.command, line_limit=STREAM_LINE_LIMIT)
+        chunks: AsyncIterator[str] | None = self.transport.stream_chunks(
+            self.command, line_limit=STREAM_LINE_LIMIT
+        )
+        assert chunks is not None
         try:
-            async for chunk in chunks:
+            # The first step opens the channel and starts the loop on the
+            # host. Cancelled half-way (a quick restart), the channel would
+            # be open with nobody holding it: the loop would run on until
+            # the connection closes. So the opening is shielded, and a
+            # cancelled one is closed as soon as it completes.
+            opening = asyncio.ensure_future(_next_chunk(chunks))
+            try:
+                chunk = await asyncio.shield(opening)
+            except asyncio.CancelledError:
+                _close_once_open(opening, chunks)
+                chunks = None  # it is still running: not closed here
+                raise
+            while chunk is not None:
                 for frame in assembler.feed_text(chunk):
                     yield parse_frame(frame, self.host, self._clock())
+                chunk = await _next_chunk(chunks)
         finally:
             # Close the channel as soon as this generator is closed, not
             # whenever the garbage collector gets to the inner generator.
@@ -139,6 +155,42 @@ class RemoteCollector:
             if close is not None:
                 await close()
         raise CollectorEnded(f"{self.host}: the collection loop on the host ended")
+
+
+async def _next_chunk(chunks: AsyncIterator[str]) -> str | None:
+    """The next chunk, None at the end."""
+    try:
+        return await chunks.__anext__()
+    except StopAsyncIteration:
+        return None
+
+
+# Streams closed in the background after a cancelled opening (kept referenced).
+_CLOSING: set[asyncio.Task[None]] = set()
+
+
+def _close_once_open(opening: asyncio.Future[str | None], chunks: AsyncIterator[str]) -> None:
+    """Close ``chunks`` once its first step (``opening``) is done, in a task."""
+
+    async def close() -> None:
+        aclose = getattr(chunks, "aclose", None)
+        if aclose is not None:
+            await aclose()
+
+    def done(future: asyncio.Future[str | None]) -> None:
+        if future.cancelled() or future.exception() is not None:
+            return  # the stream failed while opening: nothing is open
+        task = asyncio.ensure_future(close())
+        _CLOSING.add(task)
+        task.add_done_callback(_CLOSING.discard)
+
+    opening.add_done_callback(done)
+
+
+async def settle_closing(timeout: float = 10.0) -> None:
+    """Wait for streams whose cancelled opening is being closed (at most ``timeout`` s)."""
+    if _CLOSING:
+        await asyncio.wait(set(_CLOSING), timeout=timeout)
 
 
 # --------------------------------------------------------------------------

@@ -219,15 +219,36 @@ class ProblemRepository:
     ) -> Problem | None:
         """Set the severity of a host metric's open problem (up or down).
 
-        Returns the changed problem, or None when none is open.
+        Returns the open problem (changed, or already at ``severity``), or
+        None when none is open; :meth:`set_severity` also says whether it changed.
+        """
+        return self.set_severity(host, metric, severity, at, value, limit)[0]
+
+    def set_severity(
+        self,
+        host: str,
+        metric: str,
+        severity: str,
+        at: float,
+        value: float | None = None,
+        limit: float | None = None,
+    ) -> tuple[Problem | None, bool]:
+        """Set the severity of a host metric's open problem; return it and whether it changed.
+
+        A problem already at ``severity`` is left as it is (another itop
+        process watching the host changed it first): ``(problem, False)``.
+        ``(None, False)`` when none is open.
         """
         _check_severity(severity)
         with self.store.write() as db:
             table = db.table(PROBLEMS_TABLE)
             doc = _open_doc(table, host, metric)
             if doc is None:
-                return None
-            return self._change(table, _problem(doc), severity, at, value, limit)
+                return None, False
+            problem = _problem(doc)
+            if problem.severity == severity:
+                return problem, False
+            return self._change(table, problem, severity, at, value, limit), True
 
     def resolve(self, host: str, metric: str, at: float) -> Problem | None:
         """Resolve a host metric's open problem; None when none was open."""

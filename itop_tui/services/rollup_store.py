@@ -26,6 +26,7 @@ Python.
 from __future__ import annotations
 
 import json
+import math
 import sqlite3
 import threading
 import time
@@ -327,9 +328,22 @@ class RollupStore:
         A breach is identified by host, metric, severity and opened time, so
         the caller records it when it opens and again when it resolves.
         Recording it again as open does not undo a resolution.
+
+        A new breach overlapping a stored one of the same host, metric and
+        severity is merged into it (the span covering both): two monitors
+        of one host (the TUI and ``itop collect``) record one breach, not
+        two a second apart that a report would count twice.
         """
+        key = (breach.host, breach.metric, breach.severity)
         with self._writing() as conn:
             try:
+                stored = conn.execute(
+                    "SELECT 1 FROM breaches WHERE host = ? AND metric = ? AND severity = ?"
+                    " AND opened = ?",
+                    (*key, breach.opened),
+                ).fetchone()
+                if stored is None and self._merge_breach(conn, breach):
+                    return
                 conn.execute(
                     """
                     INSERT INTO breaches (host, metric, severity, opened, resolved)
@@ -337,10 +351,34 @@ class RollupStore:
                     ON CONFLICT (host, metric, severity, opened) DO UPDATE SET
                         resolved = COALESCE(excluded.resolved, breaches.resolved)
                     """,
-                    (breach.host, breach.metric, breach.severity, breach.opened, breach.resolved),
+                    (*key, breach.opened, breach.resolved),
                 )
             except sqlite3.Error as exc:
                 raise self._error("cannot store breach", exc) from None
+
+    @staticmethod
+    def _merge_breach(conn: sqlite3.Connection, breach: Breach) -> bool:
+        """Widen a stored breach overlapping ``breach`` to cover it; False if none overlaps."""
+        end = math.inf if breach.resolved is None else breach.resolved
+        row = conn.execute(
+            "SELECT opened, resolved FROM breaches WHERE host = ? AND metric = ?"
+            " AND severity = ? AND opened <= ? AND (resolved IS NULL OR resolved >= ?)"
+            " ORDER BY opened LIMIT 1",
+            (breach.host, breach.metric, breach.severity, end, breach.opened),
+        ).fetchone()
+        if row is None:
+            return False
+        opened, resolved = row
+        merged_resolved = (
+            None if resolved is None or breach.resolved is None else max(resolved, breach.resolved)
+        )
+        conn.execute(
+            "UPDATE breaches SET opened = ?, resolved = ? WHERE host = ? AND metric = ?"
+            " AND severity = ? AND opened = ?",
+            (min(opened, breach.opened), merged_resolved, breach.host, breach.metric,
+             breach.severity, opened),
+        )
+        return True
 
     def breaches(
         self,

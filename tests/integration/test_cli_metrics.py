@@ -283,19 +283,45 @@ def test_problems_list_and_acknowledge(itop: Itop) -> None:
 
     # By number alone, with JSON output.
     number = str(other.number)
-    assert json.loads(itop.ok("problems", "ack", number, "--json").stdout)["id"] == other.id
+    assert json.loads(itop.ok("problems", "ack", number, "--note", "looking", "--json").stdout)[
+        "id"] == other.id
 
-    missing = itop("problems", "ack", "PRB-999")
+    missing = itop("problems", "ack", "PRB-999", "--note", "x")
     assert missing.returncode == 2
     assert "no problem PRB-999" in missing.stderr
-    assert itop("problems", "ack", "banana").returncode == 2
-    assert itop("--read-only", "problems", "ack", problem.id).returncode == 1
+    assert itop("problems", "ack", "banana", "--note", "x").returncode == 2
+    assert itop("--read-only", "problems", "ack", problem.id, "--note", "x").returncode == 1
 
     repo.resolve("testhost", "cpu_percent", time.time())
     open_ids = [p["id"] for p in json.loads(itop.ok("problems", "list", "--json").stdout)]
     assert open_ids == [other.id]
     every = json.loads(itop.ok("problems", "list", "--all", "--json").stdout)
     assert [p["resolved"] is not None for p in every] == [True, False]
-    resolved = itop("problems", "ack", problem.id)
+    resolved = itop("problems", "ack", problem.id, "--note", "x")
     assert resolved.returncode == 2
     assert "resolved" in resolved.stderr
+
+
+def test_problems_alone_lists_and_ack_needs_a_note(tmp_path: Path) -> None:
+    runner = Itop(tmp_path, Settings(data_dir=tmp_path / "data"))
+    repo = ProblemRepository.in_data_dir(runner.data_dir)
+    problem, _ = repo.open("web1", "cpu_percent", "critical", time.time() - 60, 97.5, 95)
+    listed = runner("problems")
+    assert listed.returncode == 0, listed.stderr
+    assert listed.stdout.splitlines()[1].split()[:2] == [problem.id, "web1"]
+    for note in ([], ["--note", ""], ["--note", " \t"]):
+        done = runner("problems", "ack", problem.id, *note)
+        assert done.returncode == 2, (note, done.stderr)
+        assert "--note" in done.stderr
+    stored = repo.get(problem.id)
+    assert stored is not None and stored.acknowledged_by is None
+    assert runner("problems", "ack", problem.id, "--note", "on it").returncode == 0
+
+
+@pytest.mark.parametrize("interval", ["inf", "1e400", "nan", "5000", "0.01", "0"])
+def test_metrics_interval_out_of_range_is_a_usage_error(tmp_path: Path, interval: str) -> None:
+    runner = Itop(tmp_path, Settings(data_dir=tmp_path / "data"))
+    done = runner("metrics", "--once", "--interval", interval)
+    assert done.returncode == 2
+    assert f"--interval: must be from 0.05 to 3600 seconds, got {interval}" in done.stderr
+    assert str(runner.config) not in done.stderr

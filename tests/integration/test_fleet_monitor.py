@@ -487,3 +487,33 @@ async def test_set_hosts_starts_new_hosts_and_stops_removed_ones(
         assert "testhost" not in monitor.statuses() and monitor.latest("testhost") is None
         assert await wait_until_loops_gone(loops_of(sshd)) == set()
         await next_update(updates, lambda u: isinstance(u, SampleUpdate), 5, "here goes on")
+
+
+TESTHOST2 = Host(name="testhost2", ssh_alias="testhost2")
+
+
+async def test_quick_interval_changes_leave_one_loop_per_host(
+    pool: TransportPool, sshd: SshdHarness
+) -> None:
+    """Restarts that overlap a channel still opening must not orphan its loop."""
+    await no_loops_left(sshd)
+    config = MonitorConfig(interval=INTERVAL, thresholds=NO_THRESHOLDS)
+    async with FleetMonitor([TESTHOST, TESTHOST2], pool, config) as monitor:
+        updates = monitor.subscribe()
+        while {s.state for s in monitor.statuses().values()} != {"up"}:
+            await next_update(updates, lambda u: isinstance(u, StateUpdate), 10, "both up")
+        # Key presses a few milliseconds apart: each restart lands while the
+        # channels of the previous one are still opening.
+        # Pauses of different lengths hit each step of the opening.
+        seconds = [0.4, 0.3, 0.2, 0.1] * 6
+        for step, pause in enumerate([0.0, 0.001, 0.003, 0.006, 0.01, 0.02] * 4):
+            monitor.set_interval(seconds[step] + (0.05 if step % 2 else 0.0))
+            await asyncio.sleep(pause)
+        await next_update(updates, lambda u: isinstance(u, SampleUpdate), 10, "a sample")
+        deadline = time.monotonic() + 30
+        while len(loops := loops_of(sshd)) != 2 and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        assert len(loops) == 2, f"{len(loops)} collection loops for 2 hosts"
+        # Only the newest streams feed the monitor: both hosts stay up.
+        assert {s.state for s in monitor.statuses().values()} == {"up"}
+    assert await wait_until_loops_gone(loops) == set()

@@ -3,10 +3,12 @@ renderers, and the parsing of ``--since``."""
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
 import re
+import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -99,7 +101,7 @@ def test_empty_period_is_refused(store: RollupStore) -> None:
 def test_json_has_stable_keys_and_parses(store: RollupStore) -> None:
     document = json.loads(to_json(build(store)))
 
-    assert set(document) == {"since", "until", "hosts", "metrics", "breaches"}
+    assert set(document) == {"since", "until", "hosts", "metrics", "breaches", "no_data"}
     assert document["since"] == "2024-05-01T00:00:00Z"
     assert document["until"] == "2024-05-01T01:00:00Z"
     assert document["hosts"] is None
@@ -252,3 +254,48 @@ def test_duration_and_time_formatting() -> None:
     with pytest.raises(TimeSpecError):
         parse_duration("24")
     assert format_time(T0 + 12 * HOUR + 0.75) == "2024-05-01T12:00:00Z"
+
+
+def test_statistics_are_rounded_to_two_decimals_in_json_and_csv(tmp_path: Path) -> None:
+    with RollupStore.in_data_dir(tmp_path) as store:
+        store.add_rollups([Rollup("web01", "cpu", T0, 1 / 3, 2 / 3, 10 / 3, 3.14159, 30)])
+        report = build(store)
+    metric = json.loads(to_json(report))["metrics"][0]
+    assert (metric["min"], metric["avg"], metric["p95"], metric["max"]) == (0.33, 0.67, 3.14, 3.33)
+    row = next(csv.DictReader(io.StringIO(to_csv(report))))
+    assert (row["min"], row["avg"], row["p95"], row["max"]) == ("0.33", "0.67", "3.14", "3.33")
+
+
+def test_selected_hosts_without_rollups_are_listed_as_no_data(store: RollupStore) -> None:
+    report = build(store, ["web01", "deadhost"])
+    assert report.no_data == ("deadhost",)
+    assert json.loads(to_json(report))["no_data"] == ["deadhost"]
+    rows = list(csv.DictReader(io.StringIO(to_csv(report))))
+    assert [(r["record"], r["host"]) for r in rows if r["record"] == "no_data"] == [
+        ("no_data", "deadhost")]
+    assert "No data in this period for: deadhost" in to_markdown(report)
+    assert build(store).no_data == ()
+
+
+def test_overlapping_breaches_of_two_monitors_count_once(tmp_path: Path) -> None:
+    with RollupStore.in_data_dir(tmp_path) as store:
+        path = store.path
+    # Written a second apart by two processes (as stores before merging did).
+    with contextlib.closing(sqlite3.connect(path)) as conn, conn:
+        conn.executemany(
+            "INSERT INTO breaches (host, metric, severity, opened, resolved)"
+            " VALUES ('web01', 'cpu', 'warning', ?, ?)",
+            [(T0 + 60, T0 + 360), (T0 + 61, T0 + 361)],
+        )
+    with RollupStore(path) as store:
+        report = build(store)
+    assert [(b.opened, b.resolved, b.duration_seconds) for b in report.breaches] == [
+        (T0 + 60, T0 + 361, 301.0)]
+
+
+def test_expected_hosts_without_rollups_are_no_data_when_all_hosts_are_reported(
+    store: RollupStore,
+) -> None:
+    report = build_report(store, None, T0, T0 + HOUR, ["db01", "deadhost", "web01"])
+    assert report.no_data == ("deadhost",)
+    assert {s.host for s in report.summaries} == {"db01", "web01"}

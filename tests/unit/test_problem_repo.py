@@ -188,3 +188,14 @@ def test_two_processes_opening_at_once_get_distinct_ids(tmp_path: Path) -> None:
     problems = ProblemRepository.in_data_dir(tmp_path).problems()
     assert len(problems) == 20
     assert sorted(p.number for p in problems) == list(range(1, 21))
+
+
+def test_set_severity_already_set_changes_nothing(repo: ProblemRepository) -> None:
+    # A second itop watching the host reports the same escalation later.
+    opened, _ = repo.open("web1", "cpu_percent", "warning", 1000.0, 91.0, 90.0)
+    raised, changed = repo.set_severity("web1", "cpu_percent", "critical", 1010.0, 97.0, 95.0)
+    assert changed and raised is not None and raised.severity == "critical"
+    again, changed = repo.set_severity("web1", "cpu_percent", "critical", 1011.0, 98.0, 95.0)
+    assert not changed and again is not None
+    assert (again.changed, again.value) == (raised.changed, 97.0)
+    assert repo.set_severity("web2", "cpu_percent", "critical", 1011.0) == (None, False)

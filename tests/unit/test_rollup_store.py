@@ -378,7 +378,8 @@ WRITER = textwrap.dedent(
         # Both processes also write one shared series; last writer wins.
         rows.append(Rollup("shared", "cpu", minute, 1.0, 2.0, 3.0, 2.5, 30))
         store.add_rollups(rows)
-        store.record_breach(Breach(host, "m0", "warning", float(minute)))
+        # Resolved within its minute: spans apart stay apart (overlapping ones merge).
+        store.record_breach(Breach(host, "m0", "warning", float(minute), minute + 30.0))
         store.summarize(since=minute)  # a reader in between the writes
     store.close()
     """
@@ -461,3 +462,20 @@ def test_threads_sharing_one_store_lose_nothing(store: RollupStore) -> None:
         thread.join()
     assert errors == []
     assert [s.samples for s in store.summarize()] == [3000] * 4
+
+
+def test_overlapping_breaches_of_two_monitors_merge_into_one(store: RollupStore) -> None:
+    # The TUI and itop collect see the same breach a second apart.
+    store.record_breach(Breach("web1", "cpu_percent", "warning", 1000.0))
+    store.record_breach(Breach("web1", "cpu_percent", "warning", 1001.0))
+    assert store.breaches() == [Breach("web1", "cpu_percent", "warning", 1000.0)]
+    # Resolving the stored one (either monitor does) closes it; the other
+    # monitor's later resolution of its own span widens it.
+    store.record_breach(Breach("web1", "cpu_percent", "warning", 1000.0, 1060.0))
+    store.record_breach(Breach("web1", "cpu_percent", "warning", 1001.0, 1061.0))
+    assert store.breaches() == [Breach("web1", "cpu_percent", "warning", 1000.0, 1061.0)]
+    # Another level, host, or a later breach not overlapping stays apart.
+    store.record_breach(Breach("web1", "cpu_percent", "critical", 1001.0))
+    store.record_breach(Breach("web2", "cpu_percent", "warning", 1001.0))
+    store.record_breach(Breach("web1", "cpu_percent", "warning", 2000.0))
+    assert len(store.breaches()) == 4
