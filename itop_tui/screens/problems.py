@@ -308,7 +308,13 @@ class AcknowledgeDialog(ReportsWorkerErrors, ModalScreen[str | None]):
         self.dismiss(None)
 
     def _acknowledge(self) -> None:
-        self.dismiss(self.query_one("#ack-note", Input).value.strip())
+        note = self.query_one("#ack-note", Input).value.strip()
+        if not note:
+            # An acknowledgement tells the next person what is being done.
+            self.notify("An acknowledgement needs a note: what is being done, by whom.",
+                        severity="error", markup=False)
+            return
+        self.dismiss(note)
 
     def action_cancel(self) -> None:
         """Close without acknowledging."""
