@@ -686,28 +686,29 @@ def cmd_inventory_list(args: argparse.Namespace) -> int:
 
 
 def _show_lines(host: Host) -> list[str]:
-    lines = [
-        f"name:        {host.name}",
-        f"address:     {host.address or '(the name)'}",
-        f"port:        {host.port or ''}",
-        f"user:        {host.user or ''}",
-        f"class:       {host.host_class}",
-        f"status:      {host.status}",
-        f"criticality: {host.criticality}",
-        f"groups:      {', '.join(host.groups)}",
-        f"tags:        {', '.join(host.tags)}",
+    pairs: list[tuple[str, object]] = [
+        ("name", host.name),
+        ("address", host.address or "(the name)"),
+        ("port", host.port or ""),
+        ("user", host.user or ""),
+        ("class", host.host_class),
+        ("status", host.status),
+        ("criticality", host.criticality),
+        ("groups", ", ".join(host.groups)),
+        ("tags", ", ".join(host.tags)),
     ]
-    for label, value in (("runs_on", host.runs_on), ("proxy_jump", host.proxy_jump),
-                         ("ssh_alias", host.ssh_alias), ("identity_file", host.identity_file)):
-        if value:
-            lines.append(f"{label + ':':<13}{value}")
-    lines += [f"source:      {host.source}", f"last seen:   {host.last_seen or 'never'}"]
+    pairs += [(label, value) for label, value in (
+        ("runs_on", host.runs_on), ("proxy_jump", host.proxy_jump),
+        ("ssh_alias", host.ssh_alias), ("identity_file", host.identity_file)) if value]
+    pairs += [("source", host.source), ("last seen", host.last_seen or "never")]
     if host.notes:
-        lines.append(f"notes:       {host.notes}")
-    lines.append("vars:" + ("" if host.vars else "        (none)"))
+        pairs.append(("notes", host.notes))
+    width = max(len(label) for label, _ in pairs) + 2
+    lines = [f"{label + ':':<{width}}{value}".rstrip() for label, value in pairs]
+    lines.append(f"{'vars:':<{width}}(none)" if not host.vars else "vars:")
     lines += [f"  {key}: {json.dumps(value, ensure_ascii=False)}" for key, value in sorted(host.vars.items())]
     if not host.facts:
-        lines.append("facts:       not discovered yet (itop inventory discover HOST)")
+        lines.append(f"{'facts:':<{width}}not discovered yet (itop inventory discover HOST)")
         return lines
     lines.append(f"facts (at {host.facts_at}):")
     for key, value in host.facts.items():

@@ -460,3 +460,14 @@ def test_audit_verify_fails_after_the_log_is_edited(itop: Itop) -> None:
     done = itop("audit", "verify")
     assert done.returncode == 1
     assert "line 2" in done.stderr and "modified" in done.stderr
+
+
+def test_inventory_show_aligns_every_label_even_the_longest() -> None:
+    from itop_tui.cli import _show_lines
+    from itop_tui.domain.models import Host
+
+    host = Host(name="web01", address="127.0.0.1", identity_file="/keys/web", proxy_jump="bastion")
+    lines = [line for line in _show_lines(host) if not line.startswith(" ") and ": " in line]
+    columns = {len(line) - len(line.split(":", 1)[1].lstrip()) for line in lines}
+    assert len(columns) == 1, lines
+    assert "identity_file: /keys/web" in "\n".join(lines)
