@@ -26,6 +26,7 @@ from itop_tui.commands import HostCommands
 from itop_tui.domain.models import Inventory
 from itop_tui.services.context import Services
 from itop_tui.widgets.host_table import Clock
+from itop_tui.widgets.production_banner import OpenChange, ProductionBanner
 
 if TYPE_CHECKING:
     from itop_tui.screens.inventory import InventoryScreen
@@ -104,11 +105,12 @@ class ItopApp(App[None]):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("q", "quit", "Quit"),
         Binding("question_mark,f1", "help", "Help", key_display="?"),
-        *(
-            Binding(pane.key, f"switch_mode('{pane.mode}')", pane.title, show=len(PANES) > 1)
-            for pane in PANES
-        ),
+        # Not in the Footer: each pane's tab strip (widgets/pane_tabs.py) shows them.
+        *(Binding(pane.key, f"switch_mode('{pane.mode}')", pane.title, show=False)
+          for pane in PANES),
     ]
+    panes: ClassVar[tuple[Pane, ...]] = PANES
+    """The panes, in the order of their keys (each pane's tab strip reads them)."""
 
     def __init__(self, services: Services, *, clock: Clock | None = None) -> None:
         """Build the app around ``services``; nothing is read until it runs."""
@@ -120,10 +122,10 @@ class ItopApp(App[None]):
         # Animations cost bytes on every frame; over a slow SSH link that is lag.
         self.animation_level = "none"
         self._identity = f"{services.actor} ({services.role}) · {services.settings.config_label}"
-        self.active_changes: list[str] = []
-        """Changes whose window is open now, as ``CHG-7 active, 20m left`` (production banners
-        name them)."""
         """The header's subtitle before any note of an active change."""
+        self.open_changes: list[OpenChange] = []
+        """Approved changes whose window is open now, each with its note (``CHG-7 active,
+        20m left``): the header names them all, production banners those covering their hosts."""
         self.sub_title = self._identity
         for pane in PANES:
             self.add_mode(pane.mode, pane_factory(pane, services, self.clock))
@@ -164,12 +166,12 @@ class ItopApp(App[None]):
 
             gate = ChangeGate(self.services)
             now = gate.clock()
-            notes = [
-                f"{change.ref} active, {left_text(left)}"
+            found = [
+                OpenChange(change, f"{change.ref} active, {left_text(left)}")
                 for change in gate.active()
                 if (left := time_left(change, now)) is not None
             ]
-            self.call_from_thread(self._note_active_changes, notes)
+            self.call_from_thread(self._note_open_changes, found)
 
         def refresh_active_changes() -> None:
             self.run_worker(note_active_changes, thread=True, exclusive=True,
@@ -198,9 +200,16 @@ class ItopApp(App[None]):
         else:
             ScheduledBackups(self, self.services, interval=interval).start()
 
-    def _note_active_changes(self, notes: list[str]) -> None:
-        self.active_changes = notes
-        self.sub_title = self._identity + "".join(f" · {note}" for note in notes)
+    def _note_open_changes(self, found: list[OpenChange]) -> None:
+        self.open_changes = found
+        self.sub_title = self._identity + "".join(f" · {note}" for note in self.active_changes)
+        for banner in self.screen.query(ProductionBanner):
+            banner.show_changes(found)
+
+    @property
+    def active_changes(self) -> list[str]:
+        """The notes of :attr:`open_changes`, as ``CHG-7 active, 20m left``."""
+        return [change.note for change in self.open_changes]
 
     async def on_unmount(self) -> None:
         """Close pooled SSH connections while their event loop still runs."""

@@ -39,6 +39,7 @@ from itop_tui.screens.worker_errors import ReportsWorkerErrors
 from itop_tui.services.context import Services
 from itop_tui.widgets.fleet_table import Cell, CellTable, TableColumn
 from itop_tui.widgets.host_table import Clock
+from itop_tui.widgets.pane_tabs import PaneTabs
 
 RunnerFactory = Callable[[Services], BackupRunner]
 """Builds the pane's runner (called in a thread); tests may pass their own."""
@@ -323,12 +324,13 @@ class BackupsScreen(ReportsWorkerErrors, Screen[None]):
     def compose(self) -> ComposeResult:
         """Jobs table, status line, progress, then the history of the cursor job."""
         yield Header(icon="≡")
+        yield PaneTabs()
         yield BackupJobTable(id="backup-jobs")
         yield Static("Loading the backup jobs…", id="backup-status", markup=False)
         yield ProgressBar(id="backup-progress", show_eta=False)
         yield Static("History", id="backup-history-title", markup=False)
         yield RunHistoryTable(id="backup-history")
-        yield Footer(compact=True)
+        yield Footer()
 
     @property
     def table(self) -> BackupJobTable:

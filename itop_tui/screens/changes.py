@@ -33,6 +33,7 @@ from itop_tui.services.context import Services
 from itop_tui.widgets.filter_input import FilterInput
 from itop_tui.widgets.fleet_table import Cell, CellTable, SortKey, TableColumn
 from itop_tui.widgets.host_table import Clock
+from itop_tui.widgets.pane_tabs import PaneTabs
 
 FILTER_PLACEHOLDER = "/ filter: state:scheduled type:emergency host:web01 requester:alice, or text"
 FILTER_KEYS = ("state", "type", "host", "requester")
@@ -255,8 +256,8 @@ class ChangeTable(CellTable[ChangeRow]):
         if column == WORKFLOW_ORDER:
             self.sort_column = WORKFLOW_ORDER
             self.sort_reverse = reverse
-            # The base class only sorts by its columns; its rebuild re-sorts by sort_key.
-            self._rebuild(resort=True, scroll=True, repaint_all=False)
+            # No column's order: the base class's sort_by refuses it; resort() takes it.
+            self.resort()
         else:
             super().sort_by(column, reverse)
         self.post_message(self.SortChanged())
@@ -315,6 +316,7 @@ class ChangesScreen(ReportsWorkerErrors, Screen[None]):
     def compose(self) -> ComposeResult:
         """Filter, list, status line."""
         yield Header(icon="≡")
+        yield PaneTabs()
         search = FilterInput(id="change-filter")
         search.placeholder = FILTER_PLACEHOLDER
         yield search

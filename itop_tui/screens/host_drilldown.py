@@ -436,8 +436,7 @@ class HostDrilldown(ReportsWorkerErrors, Screen[None]):
                 yield Static("", id="drill-facts")
                 yield Static("", id="drill-problems")
                 yield Static("", id="drill-processes")
-        # Compact: every key of the pane fits in 160 columns.
-        yield Footer(compact=True)
+        yield Footer()
 
     def on_mount(self) -> None:
         """Draw what the monitor has now, then follow its updates."""

@@ -33,6 +33,7 @@ from itop_tui.widgets.filter_input import FilterInput
 from itop_tui.widgets.group_tree import GroupTree, TreeEntry, build_tree_entries
 from itop_tui.widgets.host_detail import HostDetail
 from itop_tui.widgets.host_table import COLUMNS, Clock, HostRow, HostTable, host_row
+from itop_tui.widgets.pane_tabs import PaneTabs
 from itop_tui.widgets.production_banner import ProductionBanner
 
 if TYPE_CHECKING:
@@ -216,6 +217,7 @@ class InventoryScreen(ReportsWorkerErrors, Screen[None]):
     def compose(self) -> ComposeResult:
         """Tree on the left; filter, table, status and detail on the right."""
         yield Header(icon="≡")
+        yield PaneTabs()
         with Horizontal(id="inventory-body"):
             yield GroupTree(id="group-tree")
             with Vertical(id="inventory-main"):
@@ -355,8 +357,8 @@ class InventoryScreen(ReportsWorkerErrors, Screen[None]):
         """The banner follows the hosts an action would target: marked ones, else the cursor's."""
         table = self.table
         targets: list[Host | None] = [*table.marked_hosts()] or [table.cursor_host]
-        active = getattr(self.app, "active_changes", [])
-        self.query_one(ProductionBanner).show_for(targets, active)
+        open_changes = getattr(self.app, "open_changes", [])
+        self.query_one(ProductionBanner).show_for(targets, open_changes)
 
     @on(HostTable.ViewChanged)
     def _view_changed(self) -> None:

@@ -79,6 +79,7 @@ from itop_tui.widgets.fleet_table import (
     trend_values,
 )
 from itop_tui.widgets.host_table import Clock
+from itop_tui.widgets.pane_tabs import PaneTabs
 from itop_tui.widgets.production_banner import ProductionBanner
 
 log = logging.getLogger(__name__)
@@ -399,14 +400,14 @@ class PerformanceScreen(ReportsWorkerErrors, Screen[None]):
     def compose(self) -> ComposeResult:
         """Filter, fleet table, status line, then the problems panel."""
         yield Header(icon="≡")
+        yield PaneTabs()
         yield FilterInput(id="perf-filter")
         yield ProductionBanner(id="perf-production-banner")
         yield FleetTable(id="fleet")
         yield Static("Loading the inventory…", id="perf-status", markup=False)
         yield Static("Open problems", id="problems-title", markup=False)
         yield ProblemTable(id="problems")
-        # Compact: every key of the pane fits in 160 columns.
-        yield Footer(compact=True)
+        yield Footer()
 
     @property
     def table(self) -> FleetTable:
@@ -707,8 +708,8 @@ class PerformanceScreen(ReportsWorkerErrors, Screen[None]):
     @on(CellTable.CursorMoved, "#fleet")
     def _cursor_moved(self, message: CellTable.CursorMoved) -> None:
         host = self.hosts.get(message.key) if message.key is not None else None
-        active = getattr(self.app, "active_changes", [])
-        self.query_one(ProductionBanner).show_for([host], active)
+        open_changes = getattr(self.app, "open_changes", [])
+        self.query_one(ProductionBanner).show_for([host], open_changes)
 
     def status_text(self) -> str:
         """``50 hosts: 45 up, 5 unreachable · interval 2s · window 1m · sort ...``."""

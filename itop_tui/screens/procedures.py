@@ -35,6 +35,7 @@ from itop_tui.services.context import Services
 from itop_tui.services.procedure_repo import ProcedureRepository, StoredProcedure
 from itop_tui.widgets.filter_input import FilterInput
 from itop_tui.widgets.host_table import Clock
+from itop_tui.widgets.pane_tabs import PaneTabs
 from itop_tui.widgets.step_list import one_line
 
 DETAIL_DELAY = 0.08
@@ -239,6 +240,7 @@ class ProceduresScreen(ReportsWorkerErrors, ShowsAllowedKeys):
     def compose(self) -> ComposeResult:
         """Search and list on the left, the detail on the right, a status line below."""
         yield Header(icon="≡")
+        yield PaneTabs()
         with Horizontal(id="procedures-body"):
             with Vertical(id="procedures-left"):
                 search = FilterInput(id="procedure-search")

@@ -298,6 +298,14 @@ class CellTable(ScrollView, Generic[RowT], can_focus=True):
             raise ValueError(f"unknown column {column!r}")
         self.sort_column = column
         self.sort_reverse = reverse
+        self.resort()
+
+    def resort(self) -> None:
+        """Sort the rows again by :attr:`sort_column` and :attr:`sort_reverse` as they are.
+
+        A subclass whose :meth:`sort_key` knows an order that is no column's sets
+        :attr:`sort_column` to that order's key and calls this.
+        """
         self._rebuild(resort=True, scroll=True, repaint_all=False)
 
     def move_to(self, key: str) -> bool:

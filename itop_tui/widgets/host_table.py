@@ -181,7 +181,9 @@ class HostTable(CellTable[HostRow]):
     DEFAULT_CSS = """
     HostTable {
         background: $surface;
-        scrollbar-gutter: stable;
+        /* Always shown: a scrollbar that comes and goes as a filter narrows and
+           widens the rows makes the whole screen lay out again. */
+        overflow-y: scroll;
         & > .host-table--header { text-style: bold; color: $text-accent; background: $panel; }
         & > .host-table--cursor { background: $block-cursor-blurred-background; }
         &:focus > .host-table--cursor {

@@ -138,3 +138,25 @@ def test_filter_help_and_quit_in_a_real_terminal(itop_session: Tmux) -> None:
     while tmux.alive() and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not tmux.alive(), "itop did not quit on q"
+
+
+PANE_TITLES = ("Inventory", "Performance", "Procedures", "Changes", "Backups")
+TAB_STRIP = "1 Inventory   2 Performance   3 Procedures   4 Changes   5 Backups"
+
+
+def test_every_pane_shows_the_tabs_and_its_whole_footer(itop_session: Tmux) -> None:
+    """At 160 columns each pane (keys 1-5) shows the strip of panes under the header
+    and a footer whose keys all fit: a gap remains before the palette key at the right."""
+    tmux = itop_session
+    tmux.wait_for(lambda s: "10 of 10 hosts" in s, "the Inventory pane")
+    for key, title in zip("12345", PANE_TITLES, strict=True):
+        tmux.keys(key)
+        screen = tmux.wait_for(
+            lambda s, t=title: f"itop · {t} " in s.split("\n", 1)[0] and "? Help" in s,
+            f"the {title} pane and its footer")
+        lines = screen.splitlines()
+        assert lines[1].strip() == TAB_STRIP, lines[1]
+        footer = lines[HEIGHT - 1]
+        assert footer.rstrip().endswith("▏^p palette"), footer
+        assert footer.rstrip()[: -len("▏^p palette")].endswith("  "), f"cut footer: {footer!r}"
+        assert "? Help" in footer and "1 Inventory" not in footer, footer

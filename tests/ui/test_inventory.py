@@ -1,22 +1,46 @@
-"""Pilot tests of the Inventory pane: filter, tree, detail, sort, palette, help."""
+"""Pilot tests of the Inventory pane (filter, tree, detail, sort, palette, help, production
+banner) and of what every pane shares: the tab strip of panes and a footer that fits."""
 
 from __future__ import annotations
 
-from perf_fixtures import wait_until
-from textual.widgets import OptionList, Static
+import asyncio
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from change_fixtures import as_person, change_services, ready_spec
+from perf_fixtures import SourceBox, perf_app, scripted_factory, wait_until
+from textual.content import Content
+from textual.screen import Screen
+from textual.widgets import Footer, OptionList, Static
+from textual.widgets._footer import FooterKey
 from ui_fixtures import fixed_clock, render_text, settle
 
-from itop_tui.app import ItopApp
-from itop_tui.screens.help import HelpScreen
+from itop_tui.app import PANES, ItopApp
+from itop_tui.ops.change_workflow import ChangeSpec, ChangeWorkflow
+from itop_tui.screens.help import HelpScreen, collect_help
 from itop_tui.screens.inventory import InventoryScreen
+from itop_tui.screens.procedures import ProceduresScreen
 from itop_tui.services.context import Services
 from itop_tui.widgets.filter_input import FilterInput
 from itop_tui.widgets.group_tree import GroupTree
 from itop_tui.widgets.host_detail import HostDetail
 from itop_tui.widgets.host_table import HostTable
+from itop_tui.widgets.pane_tabs import CURRENT_STYLE, PaneTabs, screen_path
 from itop_tui.widgets.production_banner import ProductionBanner
 
 SIZE = (160, 48)
+
+
+def approved_now(tmp_path: Path, alice: Services, spec: ChangeSpec, now: datetime) -> str:
+    """A change of alice's approved by bob, its window open from ``now`` for an hour."""
+    mine = ChangeWorkflow(alice)  # the real clock: the window is checked against it
+    ref = mine.create(spec).ref
+    mine.submit(ref)
+    bobs = ChangeWorkflow(as_person(tmp_path, "bob"))
+    bobs.assess(ref, comment="fine")
+    bobs.approve(ref, "go")
+    mine.schedule(ref, now, now + timedelta(hours=1))
+    return ref
 
 
 def table_of(app: ItopApp) -> HostTable:
@@ -126,6 +150,48 @@ async def test_detail_panel_shows_cursor_host(fleet_services: Services) -> None:
             assert expected in text, expected
 
 
+async def test_detail_and_banner_change_without_a_new_layout(fleet_services: Services) -> None:
+    """Hosts whose detail has as many lines are shown by a repaint, not a layout of the
+    screen; the body is as high as its content (the panel scrolls over all of it); the
+    production banner's line stays where it is, warning or blank."""
+    app = ItopApp(fleet_services, clock=fixed_clock)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        detail = app.screen.query_one(HostDetail)
+        banner = app.screen.query_one(ProductionBanner)
+        table = table_of(app)
+
+        async def show(name: str) -> None:
+            assert table.move_to_host(name)
+            await wait_until(pilot, lambda: detail.host is not None and detail.host.name == name,
+                             what=f"the detail of {name}")
+            await pilot.pause()
+
+        def lines_of_content() -> int:
+            text = render_text(detail.body.content, detail.body.content_size.width)  # type: ignore[arg-type]
+            return len(text.rstrip("\n").split("\n"))
+
+        await show("web01")
+        body = detail.body
+        height = body.styles.height.cells if body.styles.height is not None else None
+        assert height == lines_of_content() == body.region.height
+        assert detail.max_scroll_y == height - detail.scrollable_content_region.height > 0
+        layouts, regions = detail.layouts, (banner.region, table.region, detail.region)
+        assert banner.shown
+        for name in ("web02", "web03", "web04"):  # the same lines; web04 is staging
+            await show(name)
+            assert detail.layouts == layouts, name
+            assert (banner.region, table.region, detail.region) == regions
+        assert not banner.shown and banner.display
+        # cache01 was never discovered: fewer lines, one layout for the new height.
+        await show("cache01")
+        assert lines_of_content() != height
+        assert detail.layouts == layouts + 1
+        await pilot.pause()
+        assert body.styles.height is not None
+        assert body.styles.height.cells == lines_of_content() == body.region.height
+
+
 async def test_sort_by_column_and_reverse(fleet_services: Services) -> None:
     app = ItopApp(fleet_services, clock=fixed_clock)
     async with app.run_test(size=SIZE) as pilot:
@@ -217,18 +283,147 @@ async def test_production_banner_follows_cursor_and_marks(fleet_services: Servic
         banner = app.screen.query_one(ProductionBanner)
         table = table_of(app)
         assert table.cursor_host is not None and table.cursor_host.status == "staging"
-        assert not banner.display and banner.text == ""
+        # The line is reserved (no layout when it comes and goes): blank, not red.
+        assert banner.display and not banner.shown and banner.text == ""
+        assert not banner.has_class("-production")
         await pilot.press("down")  # db01, production
-        await wait_until(pilot, lambda: banner.display, what="the banner")
+        await wait_until(pilot, lambda: banner.shown, what="the banner")
+        assert banner.has_class("-production")
         assert banner.text.startswith("PRODUCTION (db01): mutating actions need an approved change")
-        assert "no change window open now" in banner.text
+        assert banner.text.endswith(" · no approved change covers db01 now")
         await pilot.press("up")  # cache01 again
-        await wait_until(pilot, lambda: not banner.display, what="the banner to hide")
-        assert banner.text == ""
+        await wait_until(pilot, lambda: not banner.shown, what="the banner to blank")
+        assert banner.text == "" and not banner.has_class("-production")
         # Marked hosts are what an action targets: the banner follows them.
         await pilot.press("down", "space", "space")  # marks db01 and db02; cursor on db03
         await pilot.press("G")  # web06, staging
         await wait_until(pilot, lambda: "2 hosts" in banner.text, what="marked production")
-        assert banner.display
+        assert banner.text.endswith(" · no approved change covers these 2 hosts now")
         await pilot.press("u")  # unmark: the cursor host (staging) decides again
-        await wait_until(pilot, lambda: not banner.display, what="the banner to hide")
+        await wait_until(pilot, lambda: not banner.shown, what="the banner to blank")
+
+
+async def test_production_banner_names_only_changes_covering_the_targets(tmp_path: Path) -> None:
+    """Two changes open now, written and approved by the real workflow: one on web02
+    only, one on web01 and web02. The banner names a change only when it covers
+    every production host targeted, and says so when none does."""
+    alice = change_services(tmp_path)
+    now = datetime.now(UTC)  # the change gate decides with the real time
+    only_web02 = approved_now(tmp_path, alice, ready_spec("Patch web02", "web02"), now)
+    both = approved_now(tmp_path, alice, ready_spec("Patch web01-02", "web01,web02"), now)
+    app = ItopApp(alice, clock=fixed_clock)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await wait_until(pilot, lambda: len(app.open_changes) == 2, what="the open changes noted")
+        assert [c.change.ref for c in app.open_changes] == [only_web02, both]
+        assert all(f"{ref} active, " in app.sub_title for ref in (only_web02, both))
+        banner = app.screen.query_one(ProductionBanner)
+        table = table_of(app)
+
+        async def cursor_on(name: str) -> str:
+            assert table.move_to_host(name)
+            await wait_until(pilot, lambda: f"({name})" in banner.text, what=f"the banner on {name}")
+            return banner.text
+
+        text = await cursor_on("web01")
+        assert f"{both} active, " in text and only_web02 not in text
+        text = await cursor_on("web02")
+        assert f"{only_web02} active, " in text and f"{both} active, " in text
+        text = await cursor_on("db01")
+        assert text.endswith(" · no approved change covers db01 now")
+        assert only_web02 not in text and both not in text
+        # db01 and web02 marked: no change covers both.
+        await pilot.press("space")
+        assert table.move_to_host("web02")
+        await pilot.press("space")
+        await wait_until(pilot, lambda: "(2 hosts)" in banner.text, what="two marked hosts")
+        assert banner.text.endswith(" · no approved change covers these 2 hosts now")
+        # web01 and web02 marked: only the change on both is named.
+        await pilot.press("u")
+        assert table.move_to_host("web01")
+        await pilot.press("space")
+        assert table.move_to_host("web02")
+        await pilot.press("space")
+        await wait_until(pilot, lambda: "(2 hosts)" in banner.text and both in banner.text,
+                         what="the change covering both marked hosts")
+        assert banner.text.endswith(f" · {app.open_changes[1].note}")
+        assert only_web02 not in banner.text
+
+
+async def recomposed(footer: Footer) -> None:
+    """Have ``footer`` draw its keys again from the bindings active now (in its own loop)."""
+    done = asyncio.Event()
+
+    async def again() -> None:
+        await footer.recompose()
+        done.set()
+
+    footer.call_later(again)
+    await asyncio.wait_for(done.wait(), timeout=10)
+
+
+def laid_out(footer: Footer) -> bool:
+    """True when the footer shows keys and each has its size."""
+    keys = list(footer.query(FooterKey))
+    return bool(keys) and all(key.outer_size.width > 0 for key in keys)
+
+
+def footer_width(screen: Screen[object]) -> int:
+    """Columns the footer's keys take side by side, the command palette's key included."""
+    footer = screen.query_one(Footer)
+    assert laid_out(footer), "the footer's keys are not laid out"
+    return sum(key.outer_size.width for key in footer.query(FooterKey))
+
+
+async def test_every_pane_shows_the_tab_strip_and_a_footer_that_fits(tmp_path: Path) -> None:
+    """Each pane has the strip of panes at the top, its own tab highlighted, and its
+    footer's keys (the pane keys 1-5 no longer among them) fit in 160 columns."""
+    box: SourceBox = {}
+    app = perf_app(change_services(tmp_path), scripted_factory(box), fixed_clock)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        for pane in PANES:
+            await pilot.press(pane.key)
+            await wait_until(pilot, lambda pane=pane: screen_path(app.screen) == pane.screen,
+                             what=f"the {pane.title} pane")
+            screen = app.screen
+            # Not settle(): the Performance pane's monitor worker runs until the app ends.
+            tabs = screen.query_one(PaneTabs)
+            await wait_until(pilot, lambda t=tabs: t.current is not None, what="the tabs")
+            assert tabs.region.y == 1 and tabs.region.height == 1  # under the header
+            assert tabs.current == pane.mode
+            content = tabs.visual
+            assert isinstance(content, Content)
+            assert content.plain.split() == [w for p in PANES for w in (p.key, p.title)]
+            highlighted = [content.plain[s.start:s.end] for s in content.spans
+                           if s.style == CURRENT_STYLE]
+            assert highlighted == [f" {pane.key} {pane.title} "]
+            # Painted so: the current tab's background is the cursor's, no other's.
+            background = app.theme_variables["block-cursor-background"]
+            painted = [seg.text for seg in tabs.render_line(0)
+                       if seg.style is not None and seg.style.bgcolor is not None
+                       and seg.style.bgcolor.name.lower() == background.lower()]
+            assert "".join(painted).strip() == f"{pane.key} {pane.title}"
+            footer = screen.query_one(Footer)
+            await wait_until(pilot, lambda f=footer: laid_out(f), what="the footer")
+            shown = [key.key for key in footer.query(FooterKey)]
+            assert not {p.key for p in PANES} & set(shown), shown
+            assert "ctrl+p" in shown  # the palette's key is there, at the right
+            assert footer_width(screen) <= SIZE[0], (pane.title, shown)
+            # Whichever panel has the focus (its keys join the footer's), they fit.
+            for widget in screen.focus_chain:
+                screen.set_focus(widget)
+                await pilot.pause()
+                await recomposed(footer)
+                await wait_until(pilot, lambda f=footer: laid_out(f), what="the footer's keys")
+                shown = [key.key for key in footer.query(FooterKey)]
+                assert footer_width(screen) <= SIZE[0], (pane.title, widget, shown)
+        # The pane keys stay bound and listed in the help.
+        described = {e.description for s in collect_help(app.screen) for e in s.entries}
+        assert {p.title for p in PANES} <= described
+        # A click on a tab opens its pane.
+        tabs = app.screen.query_one(PaneTabs)
+        x = tabs.visual.plain.index("3 Procedures") if isinstance(tabs.visual, Content) else -1
+        assert await pilot.click(PaneTabs, offset=(x + 2, 0))
+        await wait_until(pilot, lambda: isinstance(app.screen, ProceduresScreen),
+                         what="the Procedures pane after a click")

@@ -52,6 +52,7 @@ from ui_fixtures import (
 )
 
 from itop_tui.app import ItopApp
+from itop_tui.domain.change import Change
 from itop_tui.domain.history import Series
 from itop_tui.domain.models import Host
 from itop_tui.domain.thresholds import resolve_thresholds
@@ -78,7 +79,7 @@ from itop_tui.services.problem_repo import ProblemRepository
 from itop_tui.settings import MetricsSettings, Settings
 from itop_tui.widgets.fleet_table import FleetTable, HostProblems, fleet_row
 from itop_tui.widgets.metric_graph import MetricGraph, bucket_values
-from itop_tui.widgets.production_banner import ProductionBanner
+from itop_tui.widgets.production_banner import OpenChange, ProductionBanner
 
 SIZE = (160, 48)
 HERE = Path(__file__).parent
@@ -574,17 +575,21 @@ async def test_production_banner_follows_the_fleet_cursor(fleet_services: Servic
         banner = screen.query_one(ProductionBanner)
         table = screen.table
         assert table.move_to("web05")  # staging
-        await wait_until(pilot, lambda: not banner.display, what="no banner on staging")
+        await wait_until(pilot, lambda: not banner.shown, what="no banner on staging")
         assert table.move_to("web01")  # production
-        await wait_until(pilot, lambda: banner.display, what="the banner on production")
+        await wait_until(pilot, lambda: banner.shown, what="the banner on production")
         assert banner.text.startswith("PRODUCTION (web01): mutating actions need an approved change")
-        # The app's note of open change windows is named on the banner.
-        app.active_changes.append("CHG-7 active, 20m left")
-        assert table.move_to("web02")  # production too
+        assert banner.text.endswith(" · no approved change covers web01 now")
+        # The app's open changes are named on the banner when they cover the host.
+        app.open_changes.append(OpenChange(Change("CHG-7", hosts=("web02",)), "CHG-7 active, 20m left"))
+        assert table.move_to("web02")  # production too, covered by CHG-7
         await wait_until(pilot, lambda: "(web02)" in banner.text, what="the banner on web02")
         assert banner.text.endswith(" · CHG-7 active, 20m left")
+        assert table.move_to("web03")  # production, not covered
+        await wait_until(pilot, lambda: "(web03)" in banner.text, what="the banner on web03")
+        assert banner.text.endswith(" · no approved change covers web03 now")
         table.move_to("web06")
-        await wait_until(pilot, lambda: not banner.display, what="the banner to hide")
+        await wait_until(pilot, lambda: not banner.shown, what="the banner to blank")
         assert banner.text == ""
 
 
