@@ -149,12 +149,25 @@ def test_every_pane_shows_the_tabs_and_its_whole_footer(itop_session: Tmux) -> N
     and a footer whose keys all fit: a gap remains before the palette key at the right."""
     tmux = itop_session
     tmux.wait_for(lambda s: "10 of 10 hosts" in s, "the Inventory pane")
+
+    def shown(screen: str, title: str) -> bool:
+        # The pane's title, strip and whole footer, all painted (a switch
+        # repaints them in more than one frame on a slow machine).
+        lines = screen.splitlines()
+        if len(lines) < HEIGHT or f"itop · {title} " not in lines[0]:
+            return False
+        footer = lines[HEIGHT - 1].rstrip()
+        return (lines[1].strip() == TAB_STRIP and footer.endswith("▏^p palette")
+                and footer[: -len("▏^p palette")].endswith("  ") and "? Help" in footer)
+
     for key, title in zip("12345", PANE_TITLES, strict=True):
         tmux.keys(key)
-        screen = tmux.wait_for(
-            lambda s, t=title: f"itop · {t} " in s.split("\n", 1)[0] and "? Help" in s,
-            f"the {title} pane and its footer")
+        try:
+            screen = tmux.wait_for(lambda s, t=title: shown(s, t), f"the {title} pane")
+        except AssertionError:
+            screen = tmux.screen()  # the checks below say what is wrong with it
         lines = screen.splitlines()
+        assert f"itop · {title} " in lines[0], screen
         assert lines[1].strip() == TAB_STRIP, lines[1]
         footer = lines[HEIGHT - 1]
         assert footer.rstrip().endswith("▏^p palette"), footer

@@ -14,14 +14,12 @@ in production; the procedures write and remove marks in a temp dir.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 from typing import Any
 
 import pytest
+from cli_helpers import ItopCli, ssh_config, trust_sshd
 from sshd_harness import LISTEN_ADDRESSES
 
 pytestmark = pytest.mark.integration
@@ -88,27 +86,16 @@ PROCEDURES = {
 }
 
 
-class Itop:
-    """`python -m itop_tui` over one data dir and config, as alice or bob."""
+class Itop(ItopCli):
+    """`python -m itop_tui` over one data dir and config, as alice (or bob when named)."""
 
     def __init__(self, root: Path, sshd: Any) -> None:
-        self.data_dir = root / "data"
-        self.data_dir.mkdir(parents=True)
-        (self.data_dir / "known_hosts").write_text(
-            "".join(sshd.host_key_line(a) + "\n" for a in LISTEN_ADDRESSES))
+        trust_sshd(root / "data", sshd)
         self.work = root / "work"
         self.work.mkdir()
-        self.config = root / "itop.yaml"
-        self.config.write_text(
-            "ssh:\n"
-            f"  config_files: [{json.dumps(str(sshd.ssh_config))}]\n"
-            "  known_hosts_files: []\n"
-            f"  identity_files: [{json.dumps(str(sshd.client_key))}]\n"
-            "  use_agent: false\n"
-            "  connect_timeout: 5\n"
-            "  connect_retries: 0\n"
-            "roles:\n  alice: operator\n  bob: approver\n"
-        )
+        config = root / "itop.yaml"
+        config.write_text(ssh_config(sshd) + "roles:\n  alice: operator\n  bob: approver\n")
+        super().__init__(config, root / "data", timeout=180, user="alice")
         hosts = root / "hosts.csv"
         hosts.write_text(
             "name,address,port,user,status,criticality\n"
@@ -119,23 +106,6 @@ class Itop:
         for name, text in PROCEDURES.items():
             (procedures / f"{name}.yaml").write_text(textwrap.dedent(text).lstrip())
         self.ok("procedure", "import", str(procedures))
-
-    def __call__(self, *args: str, user: str = "alice") -> subprocess.CompletedProcess[str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("ITOP_")}
-        env.update(ITOP_CONFIG=str(self.config), LOGNAME=user, USER=user)
-        done = subprocess.run(
-            [sys.executable, "-m", "itop_tui", "--data-dir", str(self.data_dir), *args],
-            env=env, capture_output=True, text=True, timeout=180, stdin=subprocess.DEVNULL)
-        assert "Traceback" not in done.stderr, done.stderr
-        return done
-
-    def ok(self, *args: str, user: str = "alice") -> subprocess.CompletedProcess[str]:
-        done = self(*args, user=user)
-        assert done.returncode == 0, (args, done.stdout, done.stderr)
-        return done
-
-    def show(self, ref: str) -> dict[str, Any]:
-        return json.loads(self.ok("change", "show", ref, "--json").stdout)
 
     def scheduled(self, backout: str, *variables: str) -> str:
         """A change on prod1 written by alice, approved by bob, scheduled from now."""

@@ -9,12 +9,19 @@ from __future__ import annotations
 
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 from procedure_fixtures import procedure_services, second_login
-from ui_fixtures import FIXED_NOW, fixed_clock, fleet, fleet_groups
+from textual.pilot import Pilot
+from textual.widgets import Input, Static
+from ui_fixtures import FIXED_NOW, fixed_clock, fleet, fleet_groups, settle
 
+from itop_tui.app import ItopApp
 from itop_tui.domain.change import Change
 from itop_tui.ops.change_workflow import ChangeSpec, ChangeWorkflow
+from itop_tui.screens.change_detail import ChangeDetailScreen
+from itop_tui.screens.change_form import FieldsDialog
+from itop_tui.screens.changes import ChangesScreen
 from itop_tui.services.context import Services
 
 ROLES = {"alice": "approver", "bob": "approver", "carol": "operator"}
@@ -88,3 +95,43 @@ def seed_changes(tmp_path: Path, alice: Services) -> dict[str, str]:
     normal = carols.create(ready_spec("Tune postgres shared_buffers", "db", outage=True))
     refs["assess"] = carols.submit(normal.ref).ref
     return refs
+
+
+# -- driving the pane -------------------------------------------------------------------
+
+
+def status_text(app: ItopApp, selector: str) -> str:
+    """The text of the Static ``selector`` on the screen on top."""
+    return str(app.screen.query_one(selector, Static).content)
+
+
+async def open_pane(pilot: Pilot[Any]) -> ChangesScreen:
+    """Switch to the Changes pane (key 4) and return it once settled."""
+    await settle(pilot)
+    await pilot.press("4")
+    await settle(pilot)
+    screen = pilot.app.screen
+    assert isinstance(screen, ChangesScreen)
+    return screen
+
+
+async def open_detail(pilot: Pilot[Any], ref: str) -> ChangeDetailScreen:
+    """Open the detail view of change ``ref`` from the pane."""
+    screen = await open_pane(pilot)
+    assert screen.table.move_to(ref)
+    await pilot.press("enter")
+    await settle(pilot)
+    detail = pilot.app.screen
+    assert isinstance(detail, ChangeDetailScreen) and detail.change is not None
+    return detail
+
+
+async def fill(pilot: Pilot[Any], values: dict[str, str]) -> None:
+    """Set the fields of the dialog on top and save it with Ctrl+S."""
+    dialog = pilot.app.screen
+    assert isinstance(dialog, FieldsDialog)
+    for name, value in values.items():
+        dialog.query_one(f"#field-{name}", Input).value = value
+    await pilot.pause()
+    await pilot.press("ctrl+s")
+    await settle(pilot)

@@ -12,20 +12,21 @@ import shlex
 from dataclasses import replace
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import pytest
 from change_fixtures import (
     TOMORROW_22,
     approved,
     change_services,
+    open_detail,
+    open_pane,
     ready_spec,
     seed_changes,
+    status_text,
     workflow,
 )
 from procedure_fixtures import add_procedure, as_login, wait_for
 from textual import events
-from textual.pilot import Pilot
 from textual.widgets import Button, Footer, Input, Static
 from ui_fixtures import fixed_clock, settle
 
@@ -34,7 +35,6 @@ from itop_tui.domain.models import Host
 from itop_tui.ops.change_workflow import ChangeSpec, ChangeWorkflow
 from itop_tui.screens.change_detail import ChangeDetailScreen
 from itop_tui.screens.change_form import ChangeEditScreen, ChangeFormScreen, FieldsDialog
-from itop_tui.screens.changes import ChangesScreen
 from itop_tui.screens.confirm import ConfirmDialog
 from itop_tui.services.context import Services
 from itop_tui.settings import Settings
@@ -48,29 +48,6 @@ class MovingClock:
 
     def __call__(self) -> datetime:
         return self.now
-
-
-def text_of(app: ItopApp, selector: str) -> str:
-    return str(app.screen.query_one(selector, Static).content)
-
-
-async def open_pane(pilot: Pilot[Any]) -> ChangesScreen:
-    await settle(pilot)
-    await pilot.press("4")
-    await settle(pilot)
-    screen = pilot.app.screen
-    assert isinstance(screen, ChangesScreen)
-    return screen
-
-
-async def open_detail(pilot: Pilot[Any], ref: str) -> ChangeDetailScreen:
-    screen = await open_pane(pilot)
-    assert screen.table.move_to(ref)
-    await pilot.press("enter")
-    await settle(pilot)
-    detail = pilot.app.screen
-    assert isinstance(detail, ChangeDetailScreen) and detail.view is not None
-    return detail
 
 
 def value(app: ItopApp, name: str) -> str:
@@ -89,8 +66,8 @@ async def test_implement_is_judged_when_pressed_and_the_list_refreshes(tmp_path:
         detail = await open_detail(pilot, ref)
         await pilot.press("i")
         await settle(pilot)
-        assert "Implement: not now" in text_of(app, "#change-status")
-        assert "opens at" in text_of(app, "#change-status")
+        assert "Implement: not now" in status_text(app, "#change-status")
+        assert "opens at" in status_text(app, "#change-status")
 
         # 12 s later the window is open: the key judges the guards again and acts.
         clock.now = TOMORROW_22 + timedelta(seconds=2)
@@ -99,16 +76,16 @@ async def test_implement_is_judged_when_pressed_and_the_list_refreshes(tmp_path:
                        "the implement question")
         await pilot.press("escape")
         await wait_for(pilot, lambda: app.screen is detail, "the question to close")
-        assert "not now" not in text_of(app, "#change-status")
+        assert "not now" not in status_text(app, "#change-status")
 
         # Without a key: the window closes at 23:00; within a second or two the list
         # of actions and the status line say so.
         clock.now = TOMORROW_22 + timedelta(hours=1, seconds=1)
         await wait_for(pilot, lambda: detail.view is not None
                        and detail.view.actions["implement"] is not None, "the refreshed guards")
-        body = text_of(app, "#change-body")
+        body = status_text(app, "#change-body")
         assert "closed at" in body
-        assert f"{ref} is scheduled" in text_of(app, "#change-status")
+        assert f"{ref} is scheduled" in status_text(app, "#change-status")
 
 
 async def test_a_stale_refusal_is_cleared_when_the_window_opens(tmp_path: Path) -> None:
@@ -120,12 +97,12 @@ async def test_a_stale_refusal_is_cleared_when_the_window_opens(tmp_path: Path) 
         detail = await open_detail(pilot, ref)
         await pilot.press("i")
         await settle(pilot)
-        assert "Implement: not now" in text_of(app, "#change-status")
+        assert "Implement: not now" in status_text(app, "#change-status")
         clock.now = TOMORROW_22 + timedelta(seconds=1)
         # No key pressed: the 1-second check near the boundary notices.
-        await wait_for(pilot, lambda: "not now" not in text_of(app, "#change-status"),
+        await wait_for(pilot, lambda: "not now" not in status_text(app, "#change-status"),
                        "the status line to be refreshed")
-        assert "Implement" in text_of(app, "#change-status")
+        assert "Implement" in status_text(app, "#change-status")
         assert detail.view is not None and detail.view.actions["implement"] is None
 
 
@@ -138,11 +115,11 @@ async def test_status_line_says_the_state_in_words_and_wraps(tmp_path: Path) -> 
     app = ItopApp(alice, clock=fixed_clock)
     async with app.run_test(size=(60, 40)) as pilot:
         await open_detail(pilot, refs["assess"])
-        assert text_of(app, "#change-status").startswith(f"{refs['assess']} is in assess. ")
+        assert status_text(app, "#change-status").startswith(f"{refs['assess']} is in assess. ")
         await pilot.press("escape")
         await settle(pilot)
         await open_detail(pilot, refs["draft"])
-        assert text_of(app, "#change-status").startswith(f"{refs['draft']} is a draft. ")
+        assert status_text(app, "#change-status").startswith(f"{refs['draft']} is a draft. ")
         await pilot.press("s")  # refused: a long reason
         await settle(pilot)
         status = app.screen.query_one("#change-status", Static)
@@ -159,18 +136,18 @@ async def test_list_header_shows_the_real_order(tmp_path: Path) -> None:
         table = screen.table
         header = table.render_line(0).text
         assert "▲" not in header and "▼" not in header  # no column holds this order
-        assert "order: pending first, newest first" in text_of(app, "#changes-status")
+        assert "order: pending first, newest first" in status_text(app, "#changes-status")
         pending_first = table.view_keys
         await pilot.press("s")  # by Ref, oldest first
         await settle(pilot)
         assert "Ref ▲" in table.render_line(0).text
         assert table.view_keys == sorted(pending_first, key=lambda r: int(r.split("-")[1]))
-        assert "order: by Ref ▲" in text_of(app, "#changes-status")
+        assert "order: by Ref ▲" in status_text(app, "#changes-status")
         for _ in range(len(table.COLUMNS)):
             await pilot.press("s")
         await settle(pilot)
         assert table.view_keys == pending_first  # back to the workflow's order
-        assert "order: pending first, newest first" in text_of(app, "#changes-status")
+        assert "order: pending first, newest first" in status_text(app, "#changes-status")
 
 
 # -- the forms: focus, footer, Enter, selection, variables ------------------------------
@@ -272,7 +249,7 @@ async def test_variables_field_of_the_forms(tmp_path: Path) -> None:
                 form.query_one(f"#field-{name}", Input).value = text
             await pilot.press("ctrl+s")
             await settle(pilot)
-            return text_of(app, "#fields-error") if app.screen is form else ""
+            return status_text(app, "#fields-error") if app.screen is form else ""
 
         problem = await save({"variables": "token=s3cret"})
         assert "token is a secret variable of procedure greet and is never stored" in problem

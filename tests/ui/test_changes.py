@@ -12,7 +12,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from change_fixtures import as_person, change_services, seed_changes, workflow
+from change_fixtures import (
+    as_person,
+    change_services,
+    fill,
+    open_detail,
+    open_pane,
+    seed_changes,
+    status_text,
+    workflow,
+)
 from procedure_fixtures import SMALL, add_procedure, as_login, wait_for
 from textual.pilot import Pilot
 from textual.widgets import Input, Static
@@ -32,40 +41,6 @@ from itop_tui.screens.changes import (
 from itop_tui.screens.confirm import ConfirmDialog
 from itop_tui.services.context import Services
 from itop_tui.settings import Settings
-
-
-def status_text(app: ItopApp, selector: str) -> str:
-    return str(app.screen.query_one(selector, Static).content)
-
-
-async def open_pane(pilot: Pilot[Any]) -> ChangesScreen:
-    await settle(pilot)
-    await pilot.press("4")
-    await settle(pilot)
-    screen = pilot.app.screen
-    assert isinstance(screen, ChangesScreen)
-    return screen
-
-
-async def fill(pilot: Pilot[Any], values: dict[str, str]) -> None:
-    """Set the fields of the dialog on top and save it with Ctrl+S."""
-    dialog = pilot.app.screen
-    assert isinstance(dialog, FieldsDialog)
-    for name, value in values.items():
-        dialog.query_one(f"#field-{name}", Input).value = value
-    await pilot.pause()
-    await pilot.press("ctrl+s")
-    await settle(pilot)
-
-
-async def open_detail(pilot: Pilot[Any], ref: str) -> ChangeDetailScreen:
-    screen = await open_pane(pilot)
-    assert screen.table.move_to(ref)
-    await pilot.press("enter")
-    await settle(pilot)
-    detail = pilot.app.screen
-    assert isinstance(detail, ChangeDetailScreen) and detail.change is not None
-    return detail
 
 
 def test_filter_parsing() -> None:
