@@ -821,6 +821,8 @@ class PerformanceScreen(ReportsWorkerErrors, Screen[None]):
         if host is None or self.source is None:
             self.app.notify(f"{name} is not monitored.", severity="warning", markup=False)
             return
+        # Facts discovered since the pane started (Inventory, d) are shown too.
+        host = self.services.inventory.get_host(name) or host
         self._child_open = True
         self.app.push_screen(
             HostDrilldown(

@@ -359,6 +359,24 @@ async def test_drilldown_shows_graphs_and_local_top_processes(tmp_path: Path) ->
         assert isinstance(app.screen, PerformanceScreen)
 
 
+async def test_drilldown_shows_facts_discovered_after_the_pane_started(tmp_path: Path) -> None:
+    here = Host(name="here", address="local")
+    services = open_services(tmp_path / "data", [*fleet(), here], fleet_groups())
+    app, box = make(services)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        screen = await open_performance(pilot, box)
+        # Discovered later, as the Inventory pane's d would store them.
+        services.inventory.set_facts("here", {"os_name": "Plan 9", "cpu_count": 7},
+                                     "2026-11-25T23:00:00Z")
+        assert screen.table.move_to("here")
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: isinstance(app.screen, HostDrilldown), what="drill-down")
+        drill = app.screen
+        assert isinstance(drill, HostDrilldown)
+        assert drill.host.facts.get("os_name") == "Plan 9"
+
+
 async def test_acknowledge_a_problem_is_stored_and_audited(fleet_services: Services) -> None:
     repo = ProblemRepository.in_data_dir(fleet_services.settings.data_dir)
     problem, _ = repo.open("web01", "cpu_percent", "critical", BASE_TIME - 300, 97.0, 95.0)
