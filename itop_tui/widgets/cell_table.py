@@ -553,6 +553,9 @@ class CellTable(ScrollView, Generic[RowT], can_focus=True):
             style = base + self._style("header")
             text = " " * mark_width
             for column, label, w in zip(self.COLUMNS, signature[1], widths, strict=True):
+                if label.endswith((" ▲", " ▼")) and cell_len(label) > w >= 2:
+                    # A narrow sorted column keeps its arrow and loses letters.
+                    label = label[:-2][: w - 1] + label[-1]
                 text += fit(label, w, column.right_align) + " " * _SEPARATOR
             strip = Strip([Segment(text, style)], cell_len(text))
         else:
