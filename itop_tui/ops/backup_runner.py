@@ -832,9 +832,10 @@ class BackupRunner:
         backups = [r for r in await asyncio.to_thread(self.repo.runs, job.name, host.name, "backup")
                    if r.good and not r.detail.get("pruned_by")]
         if dry_run:
-            placeholder = BackupRun(id="BKR-0", job=job.name, host=host.name, kind="prune",
-                                    start=utc_now_text(self.clock()))
-            ctx = self._context(job, host, placeholder, None, asyncio.Event())
+            # A dry run is not recorded: the method gets a run that is never stored.
+            unrecorded = BackupRun(id="BKR-0", job=job.name, host=host.name, kind="prune",
+                                   start=utc_now_text(self.clock()))
+            ctx = self._context(job, host, unrecorded, None, asyncio.Event())
             outcome = await self._call_prune(self.method(job).prune(ctx, backups, True))
             return PruneReport(host.name, True, outcome)
         run = await self._start(job, host, "prune", scheduled=scheduled)

@@ -32,7 +32,7 @@ import shlex
 import shutil
 import stat
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
@@ -290,6 +290,46 @@ async def _stop_on_cancel(proc: RemoteProcess, cancel: asyncio.Event) -> AsyncIt
             await watcher
 
 
+async def _stream_tar(
+    proc: RemoteProcess,
+    sink: ArchiveSink,
+    pacer: _Pacer,
+    timeout: float,
+    cancel: asyncio.Event,
+    forward: Callable[[bytes], Awaitable[str | None]] | None = None,
+) -> tuple[RemoteExit, str | None]:
+    """Feed tar's stream to ``sink`` (and ``forward`` each chunk) until it ends.
+
+    Stops the remote tar when the sink fails, ``forward`` returns an error,
+    ``timeout`` passes or ``cancel`` is set. Returns how tar ended and the
+    error of ``forward``, if any. On any other exception the tar is stopped
+    and the sink aborted before it propagates.
+    """
+    forward_error: str | None = None
+    try:
+        async with asyncio.timeout(timeout), _stop_on_cancel(proc, cancel):
+            while chunk := await proc.read():
+                await sink.feed(chunk)
+                if forward is not None:
+                    forward_error = await forward(chunk)
+                    if forward_error is not None:
+                        await proc.stop()
+                        break
+                pacer.add(len(chunk))
+                if sink.failure is not None:
+                    await proc.stop()
+                    break
+            ended = await proc.wait()
+    except TimeoutError:
+        await proc.stop()
+        ended = RemoteExit(None, f"timed out after {timeout:g}s", b"")
+    except BaseException:
+        await proc.stop()
+        await sink.abort()
+        raise
+    return ended, forward_error
+
+
 def _exit_text(outcome: RemoteExit, what: str) -> str:
     if outcome.error is not None:
         return f"{what}: {outcome.error}"
@@ -524,22 +564,7 @@ class TarMethod:
                 return MethodOutcome("failed", f"{log.text()}\n{exc}".strip())
             sink = ArchiveSink(partial, entries, job.compression)
             pacer = _Pacer(ctx.progress, ctx.expected_bytes)
-            try:
-                async with asyncio.timeout(job.timeout), _stop_on_cancel(proc, ctx.cancel):
-                    while chunk := await proc.read():
-                        await sink.feed(chunk)
-                        pacer.add(len(chunk))
-                        if sink.failure is not None:
-                            await proc.stop()
-                            break
-                    ended = await proc.wait()
-            except TimeoutError:
-                await proc.stop()
-                ended = RemoteExit(None, f"timed out after {job.timeout:g}s", b"")
-            except BaseException:
-                await proc.stop()
-                await sink.abort()
-                raise
+            ended, _ = await _stream_tar(proc, sink, pacer, job.timeout, ctx.cancel)
             result = await sink.finish()
             pacer.end()
             log.add(ended.stderr)
@@ -625,29 +650,19 @@ class TarMethod:
                 return MethodOutcome("failed", _with(log, str(exc)))
             sink = ArchiveSink(None, entries, job.compression)
             pacer = _Pacer(ctx.progress, ctx.expected_bytes)
-            write_error: str | None = None
+
+            async def forward(chunk: bytes) -> str | None:
+                try:
+                    await writer.write(chunk)
+                except TransportError as exc:
+                    return f"writing to {backup_host.name} failed: {exc}"
+                return None
+
             try:
-                async with asyncio.timeout(job.timeout), _stop_on_cancel(proc, ctx.cancel):
-                    while chunk := await proc.read():
-                        await sink.feed(chunk)
-                        try:
-                            await writer.write(chunk)
-                        except TransportError as exc:
-                            write_error = f"writing to {backup_host.name} failed: {exc}"
-                            await proc.stop()
-                            break
-                        pacer.add(len(chunk))
-                        if sink.failure is not None:
-                            await proc.stop()
-                            break
-                    ended = await proc.wait()
-            except TimeoutError:
-                await proc.stop()
-                ended = RemoteExit(None, f"timed out after {job.timeout:g}s", b"")
+                ended, write_error = await _stream_tar(proc, sink, pacer, job.timeout,
+                                                       ctx.cancel, forward)
             except BaseException:
-                await proc.stop()
                 await writer.stop()
-                await sink.abort()
                 raise
             result = await sink.finish()
             pacer.end()
