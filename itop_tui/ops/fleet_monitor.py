@@ -236,6 +236,9 @@ class _Watch:
         self.status = HostStatus(host.name, "connecting", time.time())
         self.latest: Sample | None = None
         self.last_arrival: float | None = None  # loop time of the latest sample
+        # Loop time the current stream was started: a stream being reopened
+        # (new interval) is not stale before it had time to send a sample.
+        self.started: float = 0.0
         self.task: asyncio.Task[None] | None = None
         self.wake = asyncio.Event()
 
@@ -660,6 +663,7 @@ class FleetMonitor:
         if watch.status.state == "paused":
             self._set_state(watch, "connecting")
         watch.wake.clear()
+        watch.started = asyncio.get_running_loop().time()
         watch.task = asyncio.create_task(
             self._watch_host(watch), name=f"itop-metrics-{watch.host.name}"
         )
@@ -743,7 +747,9 @@ class FleetMonitor:
             now = loop.time()
             for watch in self._watches.values():
                 arrived = watch.last_arrival
-                if watch.status.state == "up" and arrived is not None and now - arrived > limit:
+                if arrived is None or watch.status.state != "up":
+                    continue
+                if now - max(arrived, watch.started) > limit:
                     self._set_state(watch, "stale", f"no sample for {now - arrived:.0f}s")
 
     # -- problems ----------------------------------------------------------
