@@ -28,8 +28,11 @@ from itop_tui.ops.change_workflow import ChangeWorkflow
 from itop_tui.screens.change_detail import ChangeDetailScreen
 from itop_tui.screens.change_form import ChangeFormScreen
 from itop_tui.screens.change_upcoming import UpcomingScreen
+from itop_tui.screens.store_follow import follow_store
 from itop_tui.screens.worker_errors import ReportsWorkerErrors
+from itop_tui.services.change_repo import CHANGES_FILE
 from itop_tui.services.context import Services
+from itop_tui.services.store_watch import StoreWatch
 from itop_tui.widgets.filter_input import FilterInput
 from itop_tui.widgets.fleet_table import Cell, CellTable, SortKey, TableColumn
 from itop_tui.widgets.host_table import Clock
@@ -312,6 +315,8 @@ class ChangesScreen(ReportsWorkerErrors, Screen[None]):
         self.workflow = ChangeWorkflow(services, clock=self.clock)
         self.changes: list[Change] | None = None
         self.shown: list[str] = []
+        self.store_watch = StoreWatch.in_data_dir(services.settings.data_dir, CHANGES_FILE)
+        """The changes file as last read: another itop's steps show up by themselves."""
 
     def compose(self) -> ComposeResult:
         """Filter, list, status line."""
@@ -325,8 +330,9 @@ class ChangesScreen(ReportsWorkerErrors, Screen[None]):
         yield Footer()
 
     def on_mount(self) -> None:
-        """Read the changes."""
+        """Read the changes, and again whenever another itop changed them."""
         self.load_changes()
+        follow_store(self, self.store_watch, self.load_changes)
 
     def on_screen_resume(self) -> None:
         """Read the changes again when coming back from a detail or the form."""
@@ -342,6 +348,7 @@ class ChangesScreen(ReportsWorkerErrors, Screen[None]):
           description="Load the changes")
     def load_changes(self) -> None:
         """Read every change and the conflicts among them (in a thread)."""
+        self.store_watch.mark()
         changes = self.workflow.find()
         conflicted = set()
         for conflict in self.workflow.all_conflicts():

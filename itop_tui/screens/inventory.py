@@ -27,8 +27,10 @@ from textual.worker import Worker, WorkerState
 
 from itop_tui.domain.models import Host, Inventory
 from itop_tui.domain.selectors import SelectorError, host_text, select_hosts
+from itop_tui.screens.store_follow import follow_store
 from itop_tui.screens.worker_errors import ReportsWorkerErrors
-from itop_tui.services.context import Services
+from itop_tui.services.context import INVENTORY_FILE, Services
+from itop_tui.services.store_watch import StoreWatch
 from itop_tui.widgets.filter_input import FilterInput
 from itop_tui.widgets.group_tree import GroupTree, TreeEntry, build_tree_entries
 from itop_tui.widgets.host_detail import HostDetail
@@ -211,6 +213,8 @@ class InventoryScreen(ReportsWorkerErrors, Screen[None]):
         self._detail_timer: Timer | None = None
         self._detail_host: Host | None = None
         self._status_text = ""
+        self.store_watch = StoreWatch.in_data_dir(services.settings.data_dir, INVENTORY_FILE)
+        """The inventory file as last read: another itop's writes show up by themselves."""
 
     # -- layout -----------------------------------------------------------
 
@@ -235,6 +239,7 @@ class InventoryScreen(ReportsWorkerErrors, Screen[None]):
         """Start loading the inventory."""
         self.query_one("#operation").display = False
         self.load_inventory()
+        follow_store(self, self.store_watch, self.action_reload)
 
     @property
     def table(self) -> HostTable:
@@ -246,6 +251,7 @@ class InventoryScreen(ReportsWorkerErrors, Screen[None]):
     @work(thread=True, exclusive=True, exit_on_error=False, group="load", description="Load inventory")
     def load_inventory(self, focus: str | None = None) -> None:
         """Read the inventory and precompute rows, tree and search text (in a thread)."""
+        self.store_watch.mark()
         inventory = self.services.inventory.load()
         now = self.clock()
         rows = [host_row(h, now) for h in inventory.hosts.values()]

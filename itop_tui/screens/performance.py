@@ -65,9 +65,11 @@ from itop_tui.screens.host_drilldown import (
 )
 from itop_tui.screens.inventory import FilterResult, match_filter
 from itop_tui.screens.problems import AcknowledgeDialog, ProblemRow, ProblemTable, problem_rows
+from itop_tui.screens.store_follow import follow_store
 from itop_tui.screens.worker_errors import ReportsWorkerErrors
-from itop_tui.services.context import Services
+from itop_tui.services.context import INVENTORY_FILE, Services
 from itop_tui.services.problem_repo import Problem, ProblemRepository
+from itop_tui.services.store_watch import StoreWatch
 from itop_tui.widgets.filter_input import FilterInput
 from itop_tui.widgets.fleet_table import (
     CellTable,
@@ -378,6 +380,8 @@ class PerformanceScreen(ReportsWorkerErrors, Screen[None]):
         self._stored_problems: list[Problem] | None = None
         self._problems_minute: int | None = None
         self.filter_result = FilterResult([], "all")
+        self.store_watch = StoreWatch.in_data_dir(services.settings.data_dir, INVENTORY_FILE)
+        """The inventory as last read: hosts added or retired elsewhere are followed."""
         self._haystacks: dict[str, str] = {}
         self._statuses: dict[str, HostStatus] = {}
         self._samples: dict[str, Sample] = {}
@@ -423,6 +427,7 @@ class PerformanceScreen(ReportsWorkerErrors, Screen[None]):
         """Read the inventory and build the monitor (in a thread)."""
         self.table.set_label("trend", f"CPU {window_label(self.window)}")
         self._load_fleet()
+        follow_store(self, self.store_watch, self._load_fleet)
 
     def on_screen_resume(self) -> None:
         """Coming back from another pane: the inventory may have changed."""
@@ -454,6 +459,7 @@ class PerformanceScreen(ReportsWorkerErrors, Screen[None]):
     @work(thread=True, exclusive=True, exit_on_error=False, group="load", description="Load the fleet")
     def _load_fleet(self) -> None:
         """Read the inventory; the first time, build the monitor for it (in a thread)."""
+        self.store_watch.mark()
         inventory = self.services.inventory.load()
         hosts = monitored(inventory)
         settings_thresholds = self.services.settings.thresholds

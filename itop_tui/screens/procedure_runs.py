@@ -27,13 +27,16 @@ from itop_tui.ops.procedure_runner import ProcedureRunner
 from itop_tui.screens.procedure_access import ShowsAllowedKeys, approve_refusal, run_refusal
 from itop_tui.screens.procedure_prompts import CommentDialog
 from itop_tui.screens.procedure_run import RESUMABLE, ProcedureRunScreen, step_rows
+from itop_tui.screens.store_follow import follow_store
 from itop_tui.screens.worker_errors import ReportsWorkerErrors
 from itop_tui.services.context import Services
 from itop_tui.services.procedure_repo import (
     RUN_STATUSES,
+    RUNS_FILE,
     ProcedureRun,
     RunRepository,
 )
+from itop_tui.services.store_watch import StoreWatch
 from itop_tui.widgets.step_list import StepDetail, StepList, StepRow, counts_text, one_line
 
 STATUS_FILTERS: tuple[str | None, ...] = (None, *RUN_STATUSES)
@@ -116,6 +119,8 @@ class ProcedureRunsScreen(ReportsWorkerErrors, ShowsAllowedKeys):
         self.locked: set[str] = set()
         self.status_filter: str | None = None
         self.shown: list[ProcedureRun] = []
+        self.store_watch = StoreWatch.in_data_dir(services.settings.data_dir, RUNS_FILE)
+        """The runs file as last read: runs of other itop processes move by themselves."""
 
     def compose(self) -> ComposeResult:
         """Filter line, table, the selected run's facts, reasons."""
@@ -135,6 +140,7 @@ class ProcedureRunsScreen(ReportsWorkerErrors, ShowsAllowedKeys):
                            ("Steps × hosts", "states"), ("Note", "note")):
             table.add_column(Text(label), key=key)
         self.load_runs()
+        follow_store(self, self.store_watch, self.load_runs)
 
     def on_screen_resume(self) -> None:
         """Read the runs again when coming back from a run or a replay."""
@@ -151,6 +157,7 @@ class ProcedureRunsScreen(ReportsWorkerErrors, ShowsAllowedKeys):
     @work(thread=True, exclusive=True, exit_on_error=False, group="load", description="Load the runs")
     def load_runs(self) -> None:
         """Read every run and which are being executed (in a thread)."""
+        self.store_watch.mark()
         repository = RunRepository.in_data_dir(self.services.settings.data_dir)
         runs = repository.all()
         locked = {r.id for r in runs if not r.finished and repository.is_locked(r.id)}

@@ -30,9 +30,11 @@ from itop_tui.domain.procedure_loader import ProcedureFormatError, load_procedur
 from itop_tui.screens.procedure_access import ShowsAllowedKeys, import_refusal, role_of, run_refusal
 from itop_tui.screens.procedure_run import ProcedureRunScreen
 from itop_tui.screens.procedure_runs import ProcedureRunsScreen
+from itop_tui.screens.store_follow import follow_store
 from itop_tui.screens.worker_errors import ReportsWorkerErrors
 from itop_tui.services.context import Services
-from itop_tui.services.procedure_repo import ProcedureRepository, StoredProcedure
+from itop_tui.services.procedure_repo import PROCEDURES_FILE, ProcedureRepository, StoredProcedure
+from itop_tui.services.store_watch import StoreWatch
 from itop_tui.widgets.filter_input import FilterInput
 from itop_tui.widgets.host_table import Clock
 from itop_tui.widgets.pane_tabs import PaneTabs
@@ -234,6 +236,8 @@ class ProceduresScreen(ReportsWorkerErrors, ShowsAllowedKeys):
         self.view = LibraryView([], 0)
         self._detail_timer: Timer | None = None
         self._detail_id: str | None = None
+        self.store_watch = StoreWatch.in_data_dir(services.settings.data_dir, PROCEDURES_FILE)
+        """The library file as last read: another itop's imports show up by themselves."""
 
     # -- layout -------------------------------------------------------------------
 
@@ -259,6 +263,7 @@ class ProceduresScreen(ReportsWorkerErrors, ShowsAllowedKeys):
                            ("Changes", "changes"), ("Title", "title")):
             table.add_column(Text(label), key=key)
         self.load_library()
+        follow_store(self, self.store_watch, self.load_library)
 
     @property
     def table(self) -> DataTable[Text | str]:
@@ -271,6 +276,7 @@ class ProceduresScreen(ReportsWorkerErrors, ShowsAllowedKeys):
           description="Load the procedure library")
     def load_library(self) -> None:
         """Read every stored procedure (in a thread)."""
+        self.store_watch.mark()
         repository = ProcedureRepository.in_data_dir(self.services.settings.data_dir)
         procedures = repository.all()
         recovery = [repository.store.recovery_message] if repository.store.recovery_message else []

@@ -1,0 +1,39 @@
+"""Panes follow the store: what another itop process wrote shows up by itself.
+
+An operator runs ``itop change approve`` or ``itop inventory add`` in a second
+terminal; the open console shows it within :data:`STORE_POLL_SECONDS`, as
+k9s follows the cluster, instead of waiting for F5.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from textual.screen import Screen
+
+from itop_tui.services.store_watch import StoreWatch
+
+STORE_POLL_SECONDS = 2.0
+"""Seconds between two looks at the store files of the pane shown (a ``stat`` each)."""
+
+
+def follow_store(
+    screen: Screen[Any],
+    watch: StoreWatch,
+    reload: Callable[[], object],
+    every: float = STORE_POLL_SECONDS,
+) -> None:
+    """Call ``reload`` when a file of ``watch`` changed.
+
+    Looked at only while ``screen`` is on top: under a dialog or
+    behind another pane nothing moves, and the change is picked up when it
+    is shown again. The pane calls ``watch.mark()`` when it starts a read
+    of its own, so that its own reloads are not done twice.
+    """
+
+    def look() -> None:
+        if screen.is_active and watch.poll():
+            reload()
+
+    screen.set_interval(every, look, name="follow-store")
