@@ -55,6 +55,7 @@ from itop_tui.domain.change import (
     iso,
 )
 from itop_tui.domain.change_windows import time_left
+from itop_tui.domain.output import shorten
 from itop_tui.domain.substitution import VariableError
 from itop_tui.domain.timespec import TimeSpecError, parse_duration, parse_when
 from itop_tui.services.context import Services
@@ -404,11 +405,6 @@ def cmd_list(args: argparse.Namespace) -> int:
         err("! = window conflicts with another approved change (see `itop change upcoming`)",
             prefix=False)
     return EXIT_OK
-
-
-def shorten(text: str, width: int) -> str:
-    """``text`` cut to ``width`` characters, ending in "…" when it was cut."""
-    return text if len(text) <= width else text[:width - 1].rstrip() + "…"
 
 
 def list_window(start: datetime | None, end: datetime | None) -> str:

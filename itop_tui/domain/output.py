@@ -147,3 +147,20 @@ class LineChunker:
         self._partial += tail[:room]
         if len(tail) > room:
             self._skipping = True
+
+
+def shorten(text: str, width: int) -> str:
+    """``text`` cut to ``width`` characters, ending in "…" when it was cut."""
+    return text if len(text) <= width else text[:width - 1].rstrip() + "…"
+
+
+def shorten_path(path: str, width: int) -> str:
+    """``path`` cut in the middle to ``width`` characters, keeping both ends:
+    ``/var/lib/docker/overlay2/…/merged`` tells mounts apart where a cut end would not."""
+    if len(path) <= width:
+        return path
+    if width < 3:
+        return path[:width]
+    tail = (width - 1) // 2
+    head = width - 1 - tail
+    return path[:head] + "…" + path[len(path) - tail:]

@@ -31,7 +31,7 @@ from textual.widgets import Footer, Header, Static
 
 from itop_tui.domain.metrics import Sample
 from itop_tui.domain.models import Host
-from itop_tui.domain.output import strip_control
+from itop_tui.domain.output import shorten, shorten_path, strip_control
 from itop_tui.domain.processes import ProcessRow, TopProcesses
 from itop_tui.domain.thresholds import Threshold
 from itop_tui.ops.fleet_monitor import HostStatus, ProblemUpdate
@@ -57,6 +57,24 @@ REPAINT_MAX = 1.0
 
 LIST_LIMIT = 8
 """Rows shown per filesystem, disk, interface or process list."""
+
+WAITING = "waiting for the first sample"
+
+WIDE_COLUMNS = 120
+"""From this width on, figures, graphs and facts stand side by side; below it the
+facts and processes go under the figures and graphs, which keep their room."""
+
+
+def empty_text(status: HostStatus | None) -> str:
+    """What a section without data says, for a host in this state."""
+    if status is None:
+        return WAITING
+    if status.state == "unreachable":
+        return "no data: the host is unreachable"
+    if status.state == "paused":
+        return "no data: collection is paused"
+    return WAITING
+
 
 _STYLE_OF_LEVEL = {"": "green", "warning": "yellow", "critical": "bold red"}
 _SEVERITY_STYLE = {"warning": "yellow", "critical": "bold red"}
@@ -130,10 +148,12 @@ def _section(title: str, body: RenderableType | None, empty: str) -> RenderableT
     return RenderGroup(heading, body)
 
 
-def render_cores(sample: Sample | None, threshold: Threshold | None, width: int = 48) -> RenderableType:
-    """One bar per core, in up to four columns."""
+def render_cores(
+    sample: Sample | None, threshold: Threshold | None, width: int = 48, empty: str = WAITING
+) -> RenderableType:
+    """One bar per core, in up to four columns (``empty`` says why there are none)."""
     if sample is None or not sample.cpu_per_core:
-        return _section("CPU per core", None, "waiting for the first sample")
+        return _section("CPU per core", None, empty)
     cores = sample.cpu_per_core
     columns = min(4, max(1, math.ceil(len(cores) / 16)))
     rows = math.ceil(len(cores) / columns)
@@ -162,11 +182,14 @@ def render_cores(sample: Sample | None, threshold: Threshold | None, width: int 
 
 
 def render_memory(
-    sample: Sample | None, thresholds: Mapping[str, Threshold], width: int = 18
+    sample: Sample | None,
+    thresholds: Mapping[str, Threshold],
+    width: int = 18,
+    empty: str = WAITING,
 ) -> RenderableType:
-    """Memory and swap bars with used and total sizes."""
+    """Memory and swap bars with used and total sizes (``empty`` says why there are none)."""
     if sample is None or sample.mem_total is None:
-        return _section("Memory", None, "waiting for the first sample")
+        return _section("Memory", None, empty)
     table = Table.grid(padding=(0, 1))
     table.add_column(no_wrap=True)
     table.add_column(no_wrap=True)
@@ -213,7 +236,7 @@ def render_filesystems(sample: Sample | None, threshold: Threshold | None) -> Re
     for fs in ordered[:LIST_LIMIT]:
         percent = fs.percent
         table.add_row(
-            strip_control(fs.mount)[:24],
+            shorten_path(strip_control(fs.mount), 24),
             format_memory(fs.size),
             format_memory(fs.used),
             Text("-" if percent is None else f"{percent:.0f}%", _level_style(threshold, percent)),
@@ -231,7 +254,7 @@ def render_disks(sample: Sample | None, threshold: Threshold | None) -> Renderab
     ordered = sorted(sample.disks.items(), key=lambda item: (-item[1].util_percent, item[0]))
     for name, rate in ordered[:LIST_LIMIT]:
         table.add_row(
-            strip_control(name)[:16],
+            shorten(strip_control(name), 16),
             format_rate(rate.read_bps),
             format_rate(rate.write_bps),
             Text(f"{rate.util_percent:.0f}%", _level_style(threshold, rate.util_percent)),
@@ -248,7 +271,9 @@ def render_interfaces(sample: Sample | None) -> RenderableType:
         sample.interfaces.items(), key=lambda item: (-(item[1].rx_bps + item[1].tx_bps), item[0])
     )
     for name, rate in ordered[:LIST_LIMIT]:
-        table.add_row(strip_control(name)[:16], format_rate(rate.rx_bps), format_rate(rate.tx_bps))
+        table.add_row(
+            shorten(strip_control(name), 16), format_rate(rate.rx_bps), format_rate(rate.tx_bps)
+        )
     return _section("Interfaces", table, "")
 
 
@@ -359,6 +384,7 @@ def status_line(
 class HostDrilldown(ReportsWorkerErrors, Screen[None]):
     """Everything live about one host, with graphs over a time window."""
 
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (WIDE_COLUMNS, "-wide")]
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "back", "Back"),
         Binding("w", "cycle_window", "Window"),
@@ -498,10 +524,15 @@ class HostDrilldown(ReportsWorkerErrors, Screen[None]):
              source.config.interval),
         )
         stamp = None if sample is None else sample.time
+        empty = empty_text(status)
         self._update(
-            "drill-cores", render_cores(sample, thresholds.get("cpu_percent")), ("cores", stamp)
+            "drill-cores",
+            render_cores(sample, thresholds.get("cpu_percent"), empty=empty),
+            ("cores", stamp, empty),
         )
-        self._update("drill-memory", render_memory(sample, thresholds), ("memory", stamp))
+        self._update(
+            "drill-memory", render_memory(sample, thresholds, empty=empty), ("memory", stamp, empty)
+        )
         self._update(
             "drill-filesystems",
             render_filesystems(sample, thresholds.get("fs_max_percent")),

@@ -694,3 +694,33 @@ async def test_the_folder_keeps_what_arrives_after_a_batch_was_taken() -> None:
         assert not folder.batch and queue.empty() and folder.folded == 3
     finally:
         task.cancel()
+
+
+async def test_drilldown_below_wide_keeps_the_graphs_and_says_why_there_is_no_data(
+    tmp_path: Path,
+) -> None:
+    lost = Host(name="lost", address="127.0.0.1", port=1)
+    services = open_services(tmp_path / "data", [*fleet(), lost], fleet_groups())
+    app, box = make(services)
+    async with app.run_test(size=(100, 40)) as pilot:
+        await settle(pilot)
+        screen = await open_performance(pilot, box)
+        down = HostStatus("lost", "unreachable", BASE_TIME - 30, "connection refused", None, 1,
+                          BASE_TIME + 8)
+        await feed_and_wait(pilot, box["source"], [*fleet_history(), StateUpdate("lost", down)])
+        assert screen.table.move_to("lost")
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: isinstance(app.screen, HostDrilldown), what="drill-down")
+        drill = app.screen
+        assert isinstance(drill, HostDrilldown)
+        await pilot.pause()
+        assert drill.has_class("-narrow")
+        graphs = drill.query_one("#drill-graphs").region
+        right = drill.query_one("#drill-right").region
+        assert graphs.width >= 40, graphs
+        assert right.y >= graphs.bottom and right.width >= 90, (graphs, right)
+        cores = static_text(drill.query_one("#drill-cores", Static))
+        assert "no data: the host is unreachable" in cores
+        assert "waiting" not in static_text(drill.query_one("#drill-memory", Static))
+        status = static_text(drill.query_one("#drill-status", Static), 100)
+        assert "lost · unreachable (connection refused)" in status

@@ -6,7 +6,13 @@ import random
 
 import pytest
 
-from itop_tui.domain.output import LineChunker, strip_control, strip_control_lines
+from itop_tui.domain.output import (
+    LineChunker,
+    shorten,
+    shorten_path,
+    strip_control,
+    strip_control_lines,
+)
 from itop_tui.services.local_transport import LineSplitter
 
 SAMPLES = [
@@ -78,3 +84,18 @@ def test_an_unfinished_line_is_cut_at_the_limit_and_the_rest_dropped() -> None:
 def test_a_line_complete_in_one_chunk_is_left_to_the_consumer_to_bound() -> None:
     chunker = LineChunker(line_limit=10)
     assert chunker.feed(b"a" * 50 + b"\n") == "a" * 50 + "\n"
+
+
+def test_shorten_ends_with_an_ellipsis_only_when_cut() -> None:
+    assert shorten("eth0", 16) == "eth0"
+    assert shorten("veth1234567890abcdef", 16) == "veth1234567890a…"
+    assert len(shorten("x" * 40, 16)) == 16
+
+
+def test_shorten_path_keeps_both_ends() -> None:
+    path = "/var/lib/docker/overlay2/0123456789abcdef/merged"
+    short = shorten_path(path, 24)
+    assert len(short) == 24 and "…" in short
+    assert short.startswith("/var/lib/doc…") and short.endswith("cdef/merged")
+    assert shorten_path("/home", 24) == "/home"
+    assert shorten_path(path, 2) == "/v"
