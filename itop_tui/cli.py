@@ -15,6 +15,7 @@ import contextlib
 import json
 import math
 import os
+import re
 import signal
 import sys
 import time
@@ -124,7 +125,14 @@ class _Parser(argparse.ArgumentParser):
     """An ArgumentParser whose errors raise instead of exiting the process."""
 
     def error(self, message: str) -> NoReturn:
+        missing = _MISSING_VALUE.fullmatch(message)
+        if missing is not None and missing["option"].startswith("--"):
+            # argparse reads "--since -5h" as two options; say how to write it.
+            message += f" (a value starting with '-' is written {missing['option']}=VALUE)"
         raise UsageError(f"{self.prog}: {message}\n{self.format_usage().strip()}")
+
+
+_MISSING_VALUE = re.compile(r"argument (?P<option>[^\s/:]+)(?:/\S+)?: expected one argument")
 
 
 def _global_options(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
@@ -343,6 +351,25 @@ def names_no_command(words: Sequence[str]) -> bool:
     return True
 
 
+_NEGATIVE_DURATION = re.compile(r"-\d+\s*[smhdwSMHDW]")
+
+
+def _join_negative_durations(words: list[str]) -> list[str]:
+    """``--since -5h`` as ``--since=-5h``: argparse would take ``-5h`` for an option."""
+    joined: list[str] = []
+    index = 0
+    while index < len(words):
+        word = words[index]
+        following = words[index + 1] if index + 1 < len(words) else ""
+        if word == "--since" and _NEGATIVE_DURATION.fullmatch(following):
+            joined.append(f"{word}={following}")
+            index += 2
+            continue
+        joined.append(word)
+        index += 1
+    return joined
+
+
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     """Parse ``argv``; everything after the first ``--`` is the command of ``run``."""
     words = list(argv)
@@ -350,6 +377,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     if "--" in words:
         split = words.index("--")
         words, tail = words[:split], words[split + 1:]
+    words = _join_negative_durations(words)
     args: argparse.Namespace | None = None
     if tail is None and names_no_command(words):
         # An error (``--config`` without its file) is reported by the full

@@ -61,13 +61,16 @@ def parse_time(text: str) -> float:
 
 
 def parse_since(text: str, now: float) -> float:
-    """Epoch seconds for ``--since``: a duration back from ``now``, or an ISO time.
+    """Epoch seconds for ``--since``: a duration back from ``now`` (``24h``, or
+    ``-24h`` as journalctl writes it), or an ISO time.
 
     The result is never in the future and never before 1970.
     """
     spec = text.strip()
     if not spec:
         raise TimeSpecError(f"empty time: {EXPECTED}")
+    if spec.startswith("-") and _DURATION_RE.fullmatch(spec[1:].strip().lower()):
+        spec = spec[1:].strip()
     if _DURATION_RE.fullmatch(spec.lower()):
         since = now - parse_duration(spec)
     elif spec[0].isdigit() and spec[-1].isalpha() and "-" not in spec:

@@ -443,6 +443,17 @@ def test_audit_list_filters_and_verify(itop: Itop) -> None:
     assert f"{len(events)} events, the hash chain is intact" in done.stdout
 
 
+def test_audit_since_takes_a_negative_duration_as_journalctl_does(itop: Itop) -> None:
+    itop("inventory", "add", "a1")
+    events = itop.json("audit", "list", "--since", "-1h")
+    assert [e["target"] for e in events][-1] == "a1"
+    assert itop.json("audit", "list", "--since=-1h") == events
+    done = itop("audit", "list", "--since")
+    assert done.returncode == 2
+    assert "expected one argument (a value starting with '-' is written --since=VALUE)" in (
+        done.stderr)
+
+
 def test_audit_since_in_the_future_is_an_input_error(itop: Itop) -> None:
     done = itop("audit", "list", "--since", "2999-01-01")
     assert done.returncode == 2

@@ -208,7 +208,7 @@ NOW = T0 + 10 * 86400 + 0.25
 @pytest.mark.parametrize(
     ("spec", "seconds_back"),
     [("30m", 1800), ("24h", 86400), ("7d", 7 * 86400), ("2w", 14 * 86400), ("45s", 45),
-     (" 24H ", 86400), ("1 h", 3600)],
+     (" 24H ", 86400), ("1 h", 3600), ("-24h", 86400), ("-30m", 1800)],
 )  # fmt: skip
 def test_since_as_a_duration_back_from_now(spec: str, seconds_back: int) -> None:
     assert parse_since(spec, NOW) == NOW - seconds_back
@@ -236,7 +236,8 @@ def test_since_as_an_iso_time(spec: str, epoch: int) -> None:
         ("5y", r"invalid duration '5y': expected a duration such as 30m"),
         ("3min", "invalid duration '3min'"),
         ("yesterday", "invalid time 'yesterday': .*ISO 8601"),
-        ("-24h", "invalid time '-24h'"),
+        ("--24h", "invalid time '--24h'"),
+        ("-0h", "must be longer than zero"),
         ("2024-13-01", "invalid time '2024-13-01'"),
         ("0h", "must be longer than zero"),
         ("9" * 5000 + "d", r"'9{37}\.\.\.': longer than 100 years"),
