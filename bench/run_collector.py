@@ -168,8 +168,11 @@ def main() -> int:
                          f"bare streaming {float(bare['rss_growth_per_host_steady'] or 0) / 1024:.0f} KiB) "
                          f"(budget < 200 KB): {verdict(per_host < BUDGET_BYTES_PER_HOST)}")
             ok = ok and per_host < BUDGET_BYTES_PER_HOST
+        if not isinstance(ratio, float):
+            ok = False  # a collector that could not be measured has not met its budget
         for failure in m["failures"]:  # type: ignore[attr-defined]
             lines.append(f"    FAILED: {failure}")
+            ok = False
     emit("collector", {"fleet": fleet_info, "interval": args.interval, "duration": args.duration,
                        "rounds": args.rounds, "sizes": measured,
                        "budget": {"ratio_max": BUDGET_RATIO,
