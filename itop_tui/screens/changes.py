@@ -252,7 +252,7 @@ class ChangeTable(CellTable[ChangeRow]):
             return ("pending last, oldest first" if self.sort_reverse
                     else "pending first, newest first")
         label = self.column_label(self.sort_column)
-        return f"by {label} {'▼' if self.sort_reverse else '▲'}"
+        return f"by {label} {self.sort_arrow()}"
 
     def sort_by(self, column: str, reverse: bool = False) -> None:
         """Sort by ``column``, or by the workflow's order for :data:`WORKFLOW_ORDER`."""

@@ -390,7 +390,7 @@ class InventoryScreen(ReportsWorkerErrors, Screen[None]):
         if table.marked:
             parts.append(f"{len(table.marked)} marked")
         label = next(c.label for c in COLUMNS if c.key == table.sort_column)
-        parts.append(f"sort: {label} {'▼' if table.sort_reverse else '▲'}")
+        parts.append(f"sort: {label} {table.sort_arrow()}")
         if self.pending_keys:
             parts.append(f"{len(self.pending_keys)} unknown host keys (t)")
         if self.services.read_only:

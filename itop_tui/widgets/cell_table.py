@@ -316,6 +316,12 @@ class CellTable(ScrollView, Generic[RowT], can_focus=True):
         self._move_cursor(index, force_message=True)
         return True
 
+    def sort_arrow(self) -> str:
+        """``▼`` when the rows go from the largest value down (by the column's
+        own order and :attr:`sort_reverse`), ``▲`` when they go up."""
+        _key, descending = self.sort_key(self.sort_column)
+        return "▼" if descending != self.sort_reverse else "▲"
+
     def sort_key(self, column: str) -> tuple[SortKey, bool]:
         """How to sort by ``column``: a key function of the row and whether it sorts descending.
 
@@ -447,7 +453,7 @@ class CellTable(ScrollView, Generic[RowT], can_focus=True):
     def _signature(self, y: int, top: int) -> LineSignature:
         """What screen line ``y`` shows: the header, a row (cells, highlight, mark) or nothing."""
         if y == 0:
-            arrow = " ▼" if self.sort_reverse else " ▲"
+            arrow = " " + self.sort_arrow()
             return (
                 "header",
                 tuple(

@@ -190,10 +190,15 @@ async def test_sort_by_columns_and_reverse(fleet_services: Services) -> None:
         await pilot.press("S")
         assert names(table) == [*reversed(by_cpu), "web06", "cache01"]
         assert "CPU% (lowest first)" in screen.status_text()
-        # The narrow CPU% column keeps its arrow in the header.
+        # The narrow CPU% column keeps its arrow in the header: up, lowest first.
         await pilot.pause()
         header = table.render_line(0).text
-        assert "CPU%▼" in header or "CPU% ▼" in header, header
+        assert "CPU%▲" in header or "CPU% ▲" in header, header
+        await pilot.press("S")
+        await pilot.pause()
+        header = table.render_line(0).text
+        assert "CPU%▼" in header or "CPU% ▼" in header, header  # down, highest first
+        await pilot.press("S")
         await pilot.press("s", "S")  # memory, lowest first
         by_mem = sorted(FLEET_FIGURES, key=lambda n: FLEET_FIGURES[n]["mem"])
         assert table.sort_column == "mem" and names(table)[:8] == by_mem
