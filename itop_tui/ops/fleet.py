@@ -237,11 +237,7 @@ class FleetRunner:
             return
         at = utc_now()
         try:
-            try:
-                self.services.inventory.mark_seen_many(names, at)
-            except KeyError:
-                # Some hosts are not stored (removed meanwhile, or ad hoc): skip them.
-                known = self.services.inventory.load().hosts
-                self.services.inventory.mark_seen_many([n for n in names if n in known], at)
+            # Some hosts may not be stored (removed meanwhile, or ad hoc): skipped.
+            self.services.inventory.mark_seen_many(names, at, missing_ok=True)
         except StoreError as exc:
             self.warnings.append(f"could not record when hosts were last seen: {exc}")

@@ -36,6 +36,7 @@ import random
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
@@ -81,6 +82,12 @@ HOST_STATES: tuple[HostState, ...] = ("connecting", "up", "stale", "unreachable"
 BACKOFF_INITIAL = 1.0
 BACKOFF_MAX = 30.0
 ROLLUP_FLUSH_SECONDS = 60.0
+SEEN_RECORD_SECONDS = 300.0
+"""Seconds between two records of which hosts answered (the inventory's "last seen"):
+one store write for all of them, so a large fleet does not rewrite the inventory often."""
+
+SeenRecorder = Callable[[list[str], str], None]
+"""Stores that the named hosts answered at a UTC ISO 8601 time (blocking; run in a thread)."""
 PRUNE_SECONDS = 3600.0
 # An audit event names this many watched hosts at most (and counts them all).
 AUDIT_HOST_NAMES = 50
@@ -266,6 +273,7 @@ class FleetMonitor:
         rollups: RollupStore | None = None,
         problems: ProblemRepository | None = None,
         audit: AuditLog | None = None,
+        seen: SeenRecorder | None = None,
         collector_factory: CollectorFactory | None = None,
         backoff_initial: float = BACKOFF_INITIAL,
         backoff_max: float = BACKOFF_MAX,
@@ -276,6 +284,9 @@ class FleetMonitor:
         self.rollups = rollups
         self.problems = problems
         self.audit = audit
+        self.seen = seen
+        self._answered: set[str] = set()
+        """Hosts that sent a sample since the last record of who answered."""
         self.backoff_initial = backoff_initial
         self.backoff_max = backoff_max
         self.history = FleetHistory(self.config.history_seconds, self.config.interval)
@@ -345,11 +356,18 @@ class FleetMonitor:
     ) -> FleetMonitor:
         """The monitor of an itop process: its transports, data dir and audit log.
 
-        A read-only itop (``--read-only``, viewer role) watches without
-        writing: no rollups, problems or audit events.
+        Hosts that answer are recorded as seen in the inventory (its
+        "last seen"), every :data:`SEEN_RECORD_SECONDS`. A read-only itop
+        (``--read-only``, viewer role) watches without writing: no rollups,
+        problems, audit events or "last seen".
         """
         if services.read_only:
             return cls(hosts, services.transports, config, **kwargs)
+
+        def record_seen(names: list[str], at: str) -> None:
+            services.inventory.mark_seen_many(names, at, missing_ok=True)
+
+        kwargs.setdefault("seen", record_seen)
         return cls.for_data_dir(
             hosts, services.transports, config, services.settings.data_dir, services.audit,
             **kwargs,
@@ -552,6 +570,7 @@ class FleetMonitor:
         for watch in self._watches.values():
             self._pending_rollups.extend(watch.rollup.flush())
         await self.flush()
+        await self.record_seen()
         for store in self._owned:
             await asyncio.to_thread(store.close)
             self._closed = True
@@ -725,6 +744,7 @@ class FleetMonitor:
     def _on_raw(self, watch: _Watch, raw: RawSample) -> None:
         sample = watch.builder.add(raw)
         watch.latest = sample
+        self._answered.add(sample.host)
         watch.last_arrival = asyncio.get_running_loop().time()
         if watch.status.state != "up":
             self._set_state(watch, "up")
@@ -919,15 +939,31 @@ class FleetMonitor:
         return store.add_rollups(rows)
 
     async def _maintain(self) -> None:
-        """Prune at start and hourly; flush finished minutes once a minute."""
+        """Prune at start and hourly; flush finished minutes once a minute; record
+        who answered after the first minute, then every :data:`SEEN_RECORD_SECONDS`."""
         loop = asyncio.get_running_loop()
         last_prune: float | None = None
+        last_seen: float | None = None
         while True:
             if last_prune is None or loop.time() - last_prune >= PRUNE_SECONDS:
                 last_prune = loop.time()
                 await self._prune()
             await asyncio.sleep(ROLLUP_FLUSH_SECONDS)
             await self.flush()
+            if last_seen is None or loop.time() - last_seen >= SEEN_RECORD_SECONDS:
+                last_seen = loop.time()
+                await self.record_seen()
+
+    async def record_seen(self) -> None:
+        """Store that the hosts which sent a sample since the last record were seen now."""
+        if self.seen is None or not self._answered:
+            return
+        names, self._answered = sorted(self._answered), set()
+        at = datetime.now(UTC).isoformat(timespec="seconds")
+        try:
+            await asyncio.to_thread(self.seen, names, at)
+        except Exception as exc:
+            self._notice(f"cannot record when hosts were last seen: {exc}")
 
     async def _prune(self) -> None:
         if self.rollups is None:

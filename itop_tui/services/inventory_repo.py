@@ -127,18 +127,24 @@ class InventoryRepository:
         """Record that the host answered at ``at`` (UTC ISO 8601)."""
         self.mark_seen_many([name], at)
 
-    def mark_seen_many(self, names: Iterable[str], at: str) -> None:
-        """Record that these hosts answered at ``at``, in one write."""
-        self._update_many({name: {"last_seen": at} for name in names})
+    def mark_seen_many(self, names: Iterable[str], at: str, *, missing_ok: bool = False) -> None:
+        """Record that these hosts answered at ``at``, in one write.
 
-    def _update_many(self, changes: Mapping[str, dict[str, Any]]) -> None:
+        A name not stored raises ``KeyError`` (nothing written), unless
+        ``missing_ok``: a host removed while it was being worked on is skipped.
+        """
+        self._update_many({name: {"last_seen": at} for name in names}, missing_ok=missing_ok)
+
+    def _update_many(
+        self, changes: Mapping[str, dict[str, Any]], *, missing_ok: bool = False
+    ) -> None:
         if not changes:
             return
         with self.store.write() as db:
             table = db.table(HOSTS_TABLE)
             ids = {doc["name"]: doc.doc_id for doc in table}
             for name in changes:
-                if name not in ids:
+                if name not in ids and not missing_ok:
                     raise KeyError(name)
             documents = []
             for doc in table:
