@@ -1,14 +1,17 @@
 """Top processes of one host, fetched on demand for the drill-down.
 
 A remote host runs :data:`itop_tui.domain.processes.TOP_PROCESSES_COMMAND`
-(two ``ps`` calls, one exec) over its transport; this machine is read with
-psutil in a thread. Both give a :class:`TopProcesses` with the same figures:
-``%CPU`` is CPU time over the process's lifetime, as ``ps`` reports it.
+(one exec: two ``/proc`` snapshots a second apart, then ``ps``) over its
+transport; this machine is measured with psutil in a thread. Both give a
+:class:`TopProcesses` with the same figures: ``%CPU`` is the CPU a process
+used over the last :data:`~itop_tui.domain.processes.CPU_WINDOW` seconds,
+100% being one core, as ``top`` shows it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 
 import psutil
@@ -16,6 +19,7 @@ import psutil
 from itop_tui.domain.models import Host
 from itop_tui.domain.output import strip_control
 from itop_tui.domain.processes import (
+    CPU_WINDOW,
     MAX_COMMAND_LENGTH,
     TOP_LIMIT,
     TOP_PROCESSES_COMMAND,
@@ -42,7 +46,9 @@ async def top_processes(
     """The busiest processes of ``host`` by CPU and by memory.
 
     ``transport`` is the host's transport (``TransportPool.for_host``); it is
-    not used for a local host, which is read with psutil. Failures end up
+    not used for a local host, which is read with psutil. It takes about
+    :data:`CPU_WINDOW` seconds, the window the CPU share is measured over
+    (longer on a loaded host). Failures end up
     in the result's ``error``; host key problems are raised like every
     :meth:`Transport.run` raises them. With ``audit``, the command run on a
     remote host is audited as ``processes.top`` (reading psutil locally is not).
@@ -78,25 +84,64 @@ async def top_processes(
     return result
 
 
-def local_table(now: float | None = None) -> list[ProcessRow]:
-    """Every process of this machine with the figures ``ps`` would print (blocking)."""
-    now = time.time() if now is None else now
+def measure_local_shares(window: float = CPU_WINDOW) -> tuple[dict[int, tuple[float, float]], float]:
+    """CPU each process of this machine used over ``window`` seconds (blocking).
+
+    Maps pid to (create time, percent of one core) and returns the measured
+    window. psutil's own per-process figure: primed on every process, read
+    again after the window; the window returned runs between the midpoints
+    of the two passes over the processes. Fresh :class:`psutil.Process`
+    objects, not ``process_iter``'s shared cache, so another reader priming
+    the same objects cannot shorten the window. Processes that vanished, or
+    whose pid was reused meanwhile, are left out.
+    """
+    primed: list[psutil.Process] = []
+    prime_start = time.monotonic()
+    for pid in psutil.pids():
+        try:
+            proc = psutil.Process(pid)
+            proc.cpu_percent(None)
+        except psutil.Error:
+            continue  # vanished, or not ours to read
+        primed.append(proc)
+    prime_end = time.monotonic()
+    time.sleep(window)
+    read_start = time.monotonic()
+    shares: dict[int, tuple[float, float]] = {}
+    for proc in primed:
+        try:
+            share = proc.cpu_percent(None)
+            if proc.is_running():
+                shares[proc.pid] = (proc.create_time(), share)
+        except psutil.Error:
+            continue
+    # Between the midpoints of the two passes, as for a remote host: each
+    # process's own interval runs from its priming to its reading.
+    return shares, ((read_start + time.monotonic()) - (prime_start + prime_end)) / 2
+
+
+def local_table(shares: dict[int, tuple[float, float]]) -> list[ProcessRow]:
+    """Every process of this machine, ``cpu_percent`` taken from ``shares`` (blocking).
+
+    A process absent from ``shares`` or with another create time (born in
+    the window, or a reused pid) used no CPU we measured: 0.
+    """
     total = psutil.virtual_memory().total
     rows: list[ProcessRow] = []
-    attrs = ["pid", "username", "name", "cpu_times", "create_time", "memory_info"]
+    attrs = ["pid", "username", "name", "create_time", "memory_info"]
     for proc in psutil.process_iter(attrs):
         info = proc.info
-        times, created, memory = info.get("cpu_times"), info.get("create_time"), info.get("memory_info")
-        if times is None or created is None or memory is None:
+        created, memory = info.get("create_time"), info.get("memory_info")
+        if created is None or memory is None:
             continue  # vanished, or not ours to read
-        elapsed = now - created
-        cpu = (times.user + times.system) / elapsed * 100.0 if elapsed > 0 else 0.0
+        measured = shares.get(int(info["pid"]))
+        same = measured is not None and math.isclose(measured[0], created, abs_tol=1e-3)
         rss = int(memory.rss)
         rows.append(
             ProcessRow(
                 pid=int(info["pid"]),
                 user=strip_control(str(info.get("username") or "?"))[:32],
-                cpu_percent=max(0.0, cpu),
+                cpu_percent=max(0.0, measured[1]) if measured is not None and same else 0.0,
                 mem_percent=rss / total * 100.0 if total else 0.0,
                 rss=rss,
                 command=strip_control(str(info.get("name") or "?")).strip()[:MAX_COMMAND_LENGTH],
@@ -106,5 +151,6 @@ def local_table(now: float | None = None) -> list[ProcessRow]:
 
 
 def local_top_processes(limit: int = TOP_LIMIT) -> TopProcesses:
-    """The busiest processes of this machine (blocking: call it in a thread)."""
-    return rank_processes(local_table(), limit)
+    """The busiest processes of this machine (blocking, about a second: call it in a thread)."""
+    shares, window = measure_local_shares()
+    return rank_processes(local_table(shares), window, limit)

@@ -343,7 +343,11 @@ def render_processes(result: TopProcesses | None, loading: bool) -> RenderableTy
     if result.error:
         parts.append(Text(strip_control(result.error), style="bold red"))
     if result.by_cpu:
-        parts.append(_process_table("by CPU (over the process's lifetime, as ps shows)", result.by_cpu))
+        window = f"{result.cpu_window:.1f} s" if result.cpu_window else "1 s"
+        parts.append(_process_table(
+            f"by CPU (% of one core over the last {window}, as top shows)", result.by_cpu))
+    elif result.note:
+        parts.append(Text(strip_control(result.note), style="dim"))
     if result.by_memory:
         parts.append(_process_table("by resident memory", result.by_memory))
     if not parts:

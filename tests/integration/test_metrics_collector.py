@@ -7,7 +7,6 @@ The sshd serves this very machine, so what the remote loop reads from
 from __future__ import annotations
 
 import asyncio
-import math
 import os
 import subprocess
 import sys
@@ -21,6 +20,7 @@ from sshd_harness import SshdHarness, wait_for_processes, wait_until_gone
 
 from itop_tui.domain.metrics import Sample, SampleBuilder
 from itop_tui.domain.models import Host
+from itop_tui.domain.processes import CPU_WINDOW
 from itop_tui.domain.procfs import FRAME_BEGIN, RawSample, is_whole_disk
 from itop_tui.ops.top_processes import top_processes
 from itop_tui.services.metrics_collector import (
@@ -228,32 +228,46 @@ def ballast() -> Iterator[psutil.Process]:
         proc.wait(30)
 
 
-def cpu_readings() -> dict[int, tuple[float, float]]:
-    """Every readable process: (create time, user + system CPU seconds)."""
-    readings: dict[int, tuple[float, float]] = {}
-    for proc in psutil.process_iter(["create_time", "cpu_times"]):
-        created, times = proc.info.get("create_time"), proc.info.get("cpu_times")
-        if created is not None and times is not None:
-            readings[proc.pid] = (created, times.user + times.system)
-    return readings
+SPIN_BOUND = 50.0
+IDLE_AGE = 6.0
 
 
-def lifetime_cpu_bounds(
-    before: tuple[float, float], after: tuple[float, float], t0: float, t1: float
-) -> tuple[float, float]:
-    """Where a lifetime %CPU read between ``t0`` and ``t1`` must lie.
+@pytest.fixture
+async def old_spinner() -> AsyncIterator[psutil.Process]:
+    """A busy loop whose lifetime average is well below its current share.
 
-    CPU time only grows and age only grows, so the figure lies between the
-    CPU time before over the age after and the CPU time after over the age
-    before. Slack for how the figures are rounded: psutil's create time
-    rests on a boot time in whole seconds (up to 1 s early), ps counts the
-    age in whole seconds and truncates %CPU to a tenth.
+    It waits idle on its stdin for :data:`IDLE_AGE` seconds of age, then
+    spins until killed: over its lifetime it used under half a core as long
+    as it has spun for less time than it idled, while over the last second
+    it used all it was given.
     """
-    created, cpu_before = before
-    _, cpu_after = after
-    low = cpu_before / (t1 - created) * 100.0 - 0.1
-    high = cpu_after / max(1.0, t0 - created - 2.0) * 100.0 + 0.1
-    return low, high
+    code = "import sys; print('ready', flush=True); sys.stdin.readline()\nwhile True: pass"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert proc.stdout is not None and proc.stdin is not None
+        assert proc.stdout.readline() == "ready\n"
+        spinner = psutil.Process(proc.pid)
+        async with asyncio.timeout(60):
+            while time.time() - spinner.create_time() < IDLE_AGE:
+                await asyncio.sleep(0.1)
+            idle = sum(spinner.cpu_times()[:2])
+            proc.stdin.write("go\n")
+            proc.stdin.flush()
+            # Spinning before any measurement starts.
+            while sum(spinner.cpu_times()[:2]) < idle + 0.05:
+                await asyncio.sleep(0.02)
+        yield spinner
+    finally:
+        proc.kill()
+        proc.wait(30)
+
+
+def lifetime_share(proc: psutil.Process) -> float:
+    """What ``ps`` shows as %CPU: CPU time over the process's age, in percent."""
+    times = proc.cpu_times()
+    return (times.user + times.system) / (time.time() - proc.create_time()) * 100.0
 
 
 def same_user(from_ps: str, from_psutil: str) -> bool:
@@ -264,15 +278,15 @@ def same_user(from_ps: str, from_psutil: str) -> bool:
 
 
 async def test_top_processes_over_ssh_agree_with_psutil(
-    pool: TransportPool, ballast: psutil.Process
+    pool: TransportPool, ballast: psutil.Process, old_spinner: psutil.Process
 ) -> None:
     rss_before = ballast.memory_info().rss
-    cpu_before, t0 = cpu_readings(), time.time()
     remote, local = await asyncio.gather(
         top_processes(TESTHOST, pool.for_host(TESTHOST), timeout=60),
         top_processes(Host(name="here", address="local"), None, timeout=60),
     )
-    t1, cpu_after = time.time(), cpu_readings()
+    # Read after both measurements: the highest the lifetime figure got.
+    lifetime = lifetime_share(old_spinner)
     rss_after = ballast.memory_info().rss
     assert remote.error is None and local.error is None
     assert remote.host == "testhost" and local.host == "here"
@@ -280,6 +294,20 @@ async def test_top_processes_over_ssh_agree_with_psutil(
         assert 0 < len(result.by_cpu) <= 15 and 0 < len(result.by_memory) <= 15
         rss = [row.rss for row in result.by_memory]
         assert rss == sorted(rss, reverse=True)
+        shares = [row.cpu_percent for row in result.by_cpu]
+        assert shares == sorted(shares, reverse=True) and all(x > 0 for x in shares)
+        # Both snapshots lie a sleep of CPU_WINDOW apart (uptime counts in 10 ms).
+        assert result.cpu_window is not None and result.cpu_window >= CPU_WINDOW - 0.02
+
+    # %CPU is the share over the last second, as top shows it, on both
+    # sides: the spinner, idle most of its life, is listed busy, above what
+    # its lifetime average (what ps prints) ever reached.
+    assert lifetime < SPIN_BOUND, lifetime
+    for result in (remote, local):
+        spinning = [row for row in result.by_cpu if row.pid == old_spinner.pid]
+        assert spinning, (result.host, result.by_cpu)
+        assert spinning[0].cpu_percent >= SPIN_BOUND, (result.host, spinning[0], lifetime)
+        assert spinning[0].command == old_spinner.name()[: len(spinning[0].command)]
 
     # The ballast, read by ps over SSH and by psutil: the same figures.
     remote_rows = {row.pid: row for row in remote.by_memory}
@@ -291,6 +319,8 @@ async def test_top_processes_over_ssh_agree_with_psutil(
     for row in (remote_rows[ballast.pid], local_rows[ballast.pid]):
         assert low <= row.rss <= high, (row, rss_before, rss_after)
         assert same_user(row.user, local_rows[ballast.pid].user)
+        # It sleeps on its stdin: no CPU in the window.
+        assert row.cpu_percent == 0.0, row
     name = remote_rows[ballast.pid].command
     assert name and ballast.name().startswith(name)
     assert local_rows[ballast.pid].command == ballast.name()
@@ -299,26 +329,13 @@ async def test_top_processes_over_ssh_agree_with_psutil(
     # sizes of the others move, so they are not compared.
     local_any = {row.pid: row for row in [*local.by_cpu, *local.by_memory]}
     common = [row for row in [*remote.by_cpu, *remote.by_memory] if row.pid in local_any]
+    assert any(row.pid == old_spinner.pid for row in common)
     for row in common:
         other = local_any[row.pid]
         assert same_user(row.user, other.user), (row, other)
         if row.command.startswith("kworker/"):
             continue  # the kernel renames its workers by the work they pick up
         assert row.command == other.command[: len(row.command)], (row, other)
-
-    # %CPU is CPU time over the lifetime on both sides: each figure lies
-    # within what psutil read before and after (bounds, not a tolerance).
-    checked = 0
-    for row in [*remote.by_cpu, *remote.by_memory, *local.by_cpu, *local.by_memory]:
-        start, end = cpu_before.get(row.pid), cpu_after.get(row.pid)
-        if start is None or end is None or not math.isclose(start[0], end[0]):
-            continue  # started or ended around the readings, or a reused pid
-        if t0 - start[0] < 5:
-            continue  # too young: the age in whole seconds is too coarse
-        low_cpu, high_cpu = lifetime_cpu_bounds(start, end, t0, t1)
-        assert low_cpu <= row.cpu_percent <= high_cpu, (row, low_cpu, high_cpu)
-        checked += 1
-    assert checked, "no process old enough to compare %CPU"
 
 
 def test_df_every_frames() -> None:
