@@ -125,14 +125,7 @@ class _Parser(argparse.ArgumentParser):
     """An ArgumentParser whose errors raise instead of exiting the process."""
 
     def error(self, message: str) -> NoReturn:
-        missing = _MISSING_VALUE.fullmatch(message)
-        if missing is not None and missing["option"].startswith("--"):
-            # argparse reads "--since -5h" as two options; say how to write it.
-            message += f" (a value starting with '-' is written {missing['option']}=VALUE)"
         raise UsageError(f"{self.prog}: {message}\n{self.format_usage().strip()}")
-
-
-_MISSING_VALUE = re.compile(r"argument (?P<option>[^\s/:]+)(?:/\S+)?: expected one argument")
 
 
 def _global_options(parser: argparse.ArgumentParser, *, suppress: bool) -> None:

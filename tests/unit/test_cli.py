@@ -450,8 +450,7 @@ def test_audit_since_takes_a_negative_duration_as_journalctl_does(itop: Itop) ->
     assert itop.json("audit", "list", "--since=-1h") == events
     done = itop("audit", "list", "--since")
     assert done.returncode == 2
-    assert "expected one argument (a value starting with '-' is written --since=VALUE)" in (
-        done.stderr)
+    assert done.stderr.startswith("itop audit list: argument --since: expected one argument")
 
 
 def test_audit_since_in_the_future_is_an_input_error(itop: Itop) -> None:
