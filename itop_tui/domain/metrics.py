@@ -177,8 +177,15 @@ class Sample:
 
     @property
     def fs_max_percent(self) -> float | None:
-        """Usage of the fullest filesystem."""
-        shares = [fs.percent for fs in self.filesystems if fs.percent is not None]
+        """Usage of the fullest writable filesystem.
+
+        Read-only mounts are left out: they cannot fill any further, and
+        some are always 100 % used (a snap's squashfs, a mounted ISO), which
+        would hold a "fullest filesystem" problem open for ever.
+        """
+        shares = [
+            fs.percent for fs in self.filesystems if fs.percent is not None and not fs.read_only
+        ]
         return max(shares) if shares else None
 
     def values(self) -> dict[str, float | None]:
@@ -237,6 +244,8 @@ class Sample:
                     "used": fs.used,
                     "avail": fs.avail,
                     "percent": _round(fs.percent, 1),
+                    "fstype": fs.fstype,
+                    "read_only": fs.read_only,
                 }
                 for fs in self.filesystems
             ],
@@ -275,7 +284,16 @@ class Sample:
                 for name, i in data.get("interfaces", {}).items()
             },
             filesystems=[
-                Filesystem(f["filesystem"], f["mount"], f["size"], f["used"], f["avail"])
+                # Samples written before mount types were read have neither key.
+                Filesystem(
+                    f["filesystem"],
+                    f["mount"],
+                    f["size"],
+                    f["used"],
+                    f["avail"],
+                    fstype=str(f.get("fstype") or ""),
+                    read_only=bool(f.get("read_only", False)),
+                )
                 for f in data.get("filesystems", [])
             ],
             uptime=data.get("uptime"),

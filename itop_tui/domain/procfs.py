@@ -11,6 +11,9 @@ Live metrics come from one long-lived SSH channel per host running
     ...
     @@itop-section procs
     231
+    @@itop-section mounts        (every Nth frame only, with df)
+    /dev/vda / ext4 rw,relatime 0 0
+    ...
     @@itop-section df            (every Nth frame only)
     Filesystem 1024-blocks Used Available Capacity Mounted on
     ...
@@ -18,7 +21,11 @@ Live metrics come from one long-lived SSH channel per host running
 
 The ``==> FILE <==`` headers are the ones POSIX ``head`` prints when given
 several files: one ``head`` reads all six ``/proc`` files, so a frame costs
-the host two forks (``head`` and ``sleep``) instead of one per file.
+the host two forks (``head`` and ``sleep``) instead of one per file. The
+mount table is read in the df frame only, just before df, so the two agree:
+it says which of df's filesystems are read-only (see :func:`mark_mounts`).
+A host without ``/proc/mounts`` sends an empty section, and an older loop
+none at all; either way its filesystems carry no read-only marks.
 
 :class:`FrameAssembler` turns lines back into frames, and the ``parse_*``
 functions turn frame sections into counters. Parsers never raise on bad
@@ -31,7 +38,7 @@ import math
 import re
 import shlex
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from itop_tui.domain.output import strip_control
 
@@ -48,7 +55,7 @@ PROC_SECTIONS: dict[str, str] = {
     "/proc/net/dev": "net_dev",
     "/proc/uptime": "uptime",
 }
-EXTRA_SECTIONS = ("procs", "df")
+EXTRA_SECTIONS = ("procs", "mounts", "df")
 SECTIONS = (*PROC_SECTIONS.values(), *EXTRA_SECTIONS)
 
 # POSIX sh only, plus head, sleep, df (and timeout when the host has it).
@@ -56,7 +63,10 @@ SECTIONS = (*PROC_SECTIONS.values(), *EXTRA_SECTIONS)
 # next write fails (SIGPIPE kills the shell, or echo returns an error when
 # SIGPIPE is ignored) and the loop ends within one interval. ``df`` runs
 # under ``timeout`` when available because a dead NFS mount would otherwise
-# hang the whole stream. ``{interval}``, ``{fallback_interval}`` and
+# hang the whole stream. The mount table is cut at 8000 lines so that a
+# df frame of a host with thousands of mounts (a busy Kubernetes node) stays
+# within the frame assembler's line budget; mounts past the cut just carry
+# no read-only mark. ``{interval}``, ``{fallback_interval}`` and
 # ``{df_every}`` are filled in by :func:`collect_command`; the script has no
 # other braces.
 COLLECT_LOOP = """\
@@ -74,6 +84,8 @@ do
   echo "$#" || exit
   if [ $((i % {df_every})) -eq 0 ]
   then
+    echo "@@itop-section mounts" || exit
+    head -n 8000 /proc/mounts 2>/dev/null
     echo "@@itop-section df" || exit
     $T df -kP 2>/dev/null
   fi
@@ -366,13 +378,21 @@ class NetCounters:
 
 @dataclass(frozen=True, slots=True)
 class Filesystem:
-    """One ``df -kP`` row, sizes in bytes."""
+    """One ``df -kP`` row, sizes in bytes.
+
+    ``fstype`` (``""`` when unknown) and ``read_only`` come from the mount
+    table. A read-only filesystem cannot fill any further (a snap's squashfs
+    or a mounted ISO is always 100 % used), so it is listed but never counts
+    as the fullest filesystem.
+    """
 
     filesystem: str
     mount: str
     size: int
     used: int
     avail: int
+    fstype: str = ""
+    read_only: bool = False
 
     @property
     def percent(self) -> float | None:
@@ -650,6 +670,73 @@ def parse_df(lines: Iterable[str]) -> list[Filesystem]:
     return filesystems
 
 
+@dataclass(frozen=True, slots=True)
+class MountEntry:
+    """What the mount table says about the filesystem mounted on one path."""
+
+    mount: str
+    fstype: str
+    read_only: bool
+
+
+# Filesystem types that cannot be written whatever the mount options say.
+READ_ONLY_FSTYPES = frozenset(("squashfs", "iso9660", "cramfs", "erofs", "romfs"))
+# The kernel writes space, tab, newline and backslash in /proc/mounts as
+# three-digit octal escapes (\040 for a space).
+_MOUNT_ESCAPE = re.compile(r"\\([0-3][0-7]{2})")
+
+
+def unescape_mount_field(text: str) -> str:
+    """A /proc/mounts field with its octal escapes (``\\040``) decoded."""
+    if "\\" not in text:
+        return text
+    return _MOUNT_ESCAPE.sub(lambda match: chr(int(match.group(1), 8)), text)
+
+
+def is_read_only(options: str, fstype: str = "") -> bool:
+    """Whether mount options (``rw,relatime,...``) or the type make a mount read-only."""
+    return "ro" in options.split(",") or fstype in READ_ONLY_FSTYPES
+
+
+def parse_mounts(lines: Iterable[str]) -> dict[str, MountEntry]:
+    """Mount point -> its top mount, from /proc/mounts lines.
+
+    A path mounted over twice is listed twice, the later mount last: the
+    last line wins, as ``df`` shows the top mount. Lines with fewer than
+    four fields are skipped; a line cut short after the options (a long
+    overlay line bounded by the stream) still counts, since ``ro``/``rw``
+    always comes first among the options.
+    """
+    mounts: dict[str, MountEntry] = {}
+    for line in lines:
+        parts = line.split()
+        if len(parts) < 4:
+            continue
+        mount = strip_control(unescape_mount_field(parts[1]))
+        if not mount.startswith("/"):
+            continue
+        fstype = strip_control(unescape_mount_field(parts[2]))
+        mounts[mount] = MountEntry(mount, fstype, is_read_only(parts[3], fstype))
+    return mounts
+
+
+def mark_mounts(
+    filesystems: Iterable[Filesystem], mounts: Mapping[str, MountEntry]
+) -> list[Filesystem]:
+    """``filesystems`` with type and read-only mark from the mount table, by mount point.
+
+    Filesystems absent from ``mounts`` (a host without /proc/mounts) are
+    kept as they are: unknown type, not read-only.
+    """
+    marked: list[Filesystem] = []
+    for fs in filesystems:
+        entry = mounts.get(fs.mount)
+        if entry is not None:
+            fs = replace(fs, fstype=entry.fstype, read_only=entry.read_only)
+        marked.append(fs)
+    return marked
+
+
 def parse_frame(
     sections: Frame | Mapping[str, Sequence[str]],
     host: str,
@@ -661,6 +748,9 @@ def parse_frame(
         sections = sections.sections
     empty: Sequence[str] = ()
     df_lines = sections.get("df")
+    filesystems = None
+    if df_lines is not None:
+        filesystems = mark_mounts(parse_df(df_lines), parse_mounts(sections.get("mounts", empty)))
     return RawSample(
         host=host,
         time=time,
@@ -671,5 +761,5 @@ def parse_frame(
         net=parse_net_dev(sections.get("net_dev", empty)),
         uptime=parse_uptime(sections.get("uptime", empty)),
         procs=parse_procs(sections.get("procs", empty)),
-        filesystems=None if df_lines is None else parse_df(df_lines),
+        filesystems=filesystems,
     )

@@ -228,18 +228,32 @@ def _grid(headers: tuple[str, ...], right: set[int]) -> Table:
 
 
 def render_filesystems(sample: Sample | None, threshold: Threshold | None) -> RenderableType:
-    """The fullest filesystems."""
+    """The fullest filesystems, writable ones first.
+
+    Read-only mounts (a snap's squashfs, a mounted ISO: often 100 % used,
+    never filling further) are listed last, dimmed, marked ``ro`` and not
+    coloured by the threshold, as they do not count in ``fs_max_percent``.
+    """
     if sample is None or not sample.filesystems:
         return _section("Filesystems", None, "none reported yet")
     table = _grid(("Mount", "Size", "Used", "Use%"), {1, 2, 3})
-    ordered = sorted(sample.filesystems, key=lambda fs: -(fs.percent or 0.0))
+    ordered = sorted(sample.filesystems, key=lambda fs: (fs.read_only, -(fs.percent or 0.0)))
     for fs in ordered[:LIST_LIMIT]:
         percent = fs.percent
+        figure = "-" if percent is None else f"{percent:.0f}%"
+        if fs.read_only:
+            table.add_row(
+                Text(shorten_path(strip_control(fs.mount), 21) + " ro", "dim"),
+                Text(format_memory(fs.size), "dim"),
+                Text(format_memory(fs.used), "dim"),
+                Text(figure, "dim"),
+            )
+            continue
         table.add_row(
             shorten_path(strip_control(fs.mount), 24),
             format_memory(fs.size),
             format_memory(fs.used),
-            Text("-" if percent is None else f"{percent:.0f}%", _level_style(threshold, percent)),
+            Text(figure, _level_style(threshold, percent)),
         )
     more = len(ordered) - LIST_LIMIT
     title = "Filesystems" + (f"  (+{more} more)" if more > 0 else "")

@@ -41,6 +41,7 @@ from itop_tui.domain.procfs import (
     NetCounters,
     RawSample,
     collect_command,
+    is_read_only,
     is_whole_disk,
     parse_frame,
 )
@@ -235,7 +236,8 @@ def local_filesystems() -> list[Filesystem]:
 
     Every mount is asked (``all=True``), like ``df``: overlay and tmpfs
     roots of containers are not "physical" to psutil. Pseudo filesystems
-    of size 0 are dropped later, as for remote hosts.
+    of size 0 are dropped later, as for remote hosts. Type and read-only
+    mark come from the mount options, as /proc/mounts gives them remotely.
     """
     rows: dict[str, Filesystem] = {}
     for part in psutil.disk_partitions(all=True):
@@ -250,6 +252,8 @@ def local_filesystems() -> list[Filesystem]:
             size=int(usage.total),
             used=int(usage.used),
             avail=int(usage.free),
+            fstype=strip_control(part.fstype or ""),
+            read_only=is_read_only(part.opts or "", part.fstype or ""),
         )
     return list(rows.values())
 
