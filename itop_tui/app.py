@@ -101,6 +101,8 @@ class ItopApp(App[None]):
     TITLE = "itop"
     # Seconds between scheduled-backup passes; None: the runner's SCHEDULER_INTERVAL.
     BACKUP_SCHEDULER_INTERVAL: ClassVar[float | None] = None
+    ACTIVE_CHANGE_INTERVAL: ClassVar[float] = 30.0
+    """Seconds between two looks for active changes (windows open and close with time)."""
     COMMANDS = App.COMMANDS | {HostCommands}
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("q", "quit", "Quit"),
@@ -134,12 +136,14 @@ class ItopApp(App[None]):
         """Serial number of the key being handled, 0 when none is."""
         self._key_serial = 0
         self._key_timeout: asyncio.TimerHandle | None = None
+        self._refresh_active_changes: Callable[[], None] = lambda: None
+        """Look for active changes again (set once mounted)."""
         self._first_rows = threading.Event()
         """Set once the first pane painted its rows (or :data:`FIRST_ROWS_GRACE` passed)."""
 
     def on_mount(self) -> None:
         """Apply the configured theme, open the first pane, show store recoveries;
-        every 30 s, note active changes in the header."""
+        note active changes in the header every 30 s and whenever the changes file moved."""
         theme = self.services.settings.theme
         if theme in self.available_themes:
             self.theme = theme
@@ -179,7 +183,8 @@ class ItopApp(App[None]):
                             description="Look for active changes")
 
         refresh_active_changes()
-        self.set_interval(30, refresh_active_changes)
+        self.set_interval(self.ACTIVE_CHANGE_INTERVAL, refresh_active_changes)
+        self._refresh_active_changes = refresh_active_changes
         # Due backup jobs run while the console is open, whichever pane is
         # shown; started after the first rows are painted, which it would only delay.
         self.set_timer(FIRST_ROWS_GRACE, self._first_rows_shown)
@@ -190,6 +195,22 @@ class ItopApp(App[None]):
             return
         self._first_rows.set()
         self._start_backup_scheduler()
+        self._follow_changes()
+
+    def _follow_changes(self) -> None:
+        """A change approved or scheduled by another itop shows in the header and the
+        production banners within a poll of the changes file, not at the next 30 s tick."""
+        from itop_tui.screens.store_follow import STORE_POLL_SECONDS
+        from itop_tui.services.change_repo import CHANGES_FILE
+        from itop_tui.services.store_watch import StoreWatch
+
+        watch = StoreWatch.in_data_dir(self.services.settings.data_dir, CHANGES_FILE)
+
+        def look() -> None:
+            if watch.poll():
+                self._refresh_active_changes()
+
+        self.set_interval(STORE_POLL_SECONDS, look, name="follow-changes")
 
     def _start_backup_scheduler(self) -> None:
         from itop_tui.screens.scheduled_backups import ScheduledBackups

@@ -15,6 +15,7 @@ from textual.widgets import Footer, OptionList, Static
 from textual.widgets._footer import FooterKey
 from ui_fixtures import fixed_clock, render_text, settle
 
+import itop_tui.app as app_module
 from itop_tui.app import PANES, ItopApp
 from itop_tui.ops.change_workflow import ChangeSpec, ChangeWorkflow
 from itop_tui.screens.help import HelpScreen, collect_help
@@ -427,3 +428,33 @@ async def test_every_pane_shows_the_tab_strip_and_a_footer_that_fits(tmp_path: P
         assert await pilot.click(PaneTabs, offset=(x + 2, 0))
         await wait_until(pilot, lambda: isinstance(app.screen, ProceduresScreen),
                          what="the Procedures pane after a click")
+
+
+class SlowTickApp(ItopApp):
+    """The app without its periodic look for active changes: only the store follow is left."""
+
+    ACTIVE_CHANGE_INTERVAL = 3600.0
+    # Textual reads CSS_PATH relative to the module of the class that sets it.
+    CSS_PATH = str(Path(app_module.__file__).parent / "app.tcss")
+
+
+async def test_a_change_approved_elsewhere_reaches_header_and_banner_without_a_key(
+    tmp_path: Path,
+) -> None:
+    alice = change_services(tmp_path)
+    app = SlowTickApp(alice, clock=fixed_clock)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        banner = app.screen.query_one(ProductionBanner)
+        assert table_of(app).move_to_host("web02")
+        await wait_until(pilot, lambda: "(web02)" in banner.text, what="the banner on web02")
+        assert banner.text.endswith(" · no approved change covers web02 now")
+        # Another itop (alice and bob's own store handles) approves and schedules a change.
+        ref = await asyncio.to_thread(
+            approved_now, tmp_path, change_services(tmp_path),
+            ready_spec("Patch web02", "web02"), datetime.now(UTC),
+        )
+        await wait_until(pilot, lambda: f"{ref} active, " in app.sub_title, 20,
+                         "the header to name the change")
+        await wait_until(pilot, lambda: f"{ref} active, " in banner.text, 5,
+                         "the banner to name the change")
