@@ -164,16 +164,19 @@ class FieldsDialog(ReportsWorkerErrors, ModalScreen[dict[str, str] | None]):
 
 
 def change_fields(templates: Sequence[str]) -> list[FormField]:
-    """The fields of a new change."""
+    """The fields of a new change; the template field only when templates are configured
+    (an empty field that takes no value would only catch what was typed for the title)."""
+    template = [
+        FormField("template", "Standard template (standard changes only)",
+                  ", ".join(templates), choices=tuple(templates)),
+    ] if templates else []
     return [
         FormField("type", "Type", "normal", "normal", required=True, choices=CHANGE_TYPES),
-        FormField("template", "Standard template (standard changes only)",
-                  ", ".join(templates) or "none configured (changes.templates)",
-                  choices=tuple(templates)),
+        *template,
         FormField("title", "Title", "what changes, in a few words"),
         FormField("description", "Description", "what will be done"),
         FormField("justification", "Justification", "why (a ticket, a CVE, a request)"),
-        FormField("hosts", "Hosts (a selector)", "web, db01, tag:nginx&status:production"),
+        FormField("hosts", "Hosts (a selector)", "web, db01, tag:nginx:&status:production"),
         FormField("impact", "Impact", "what users will notice"),
         FormField("outage", "Outage", "yes or no", choices=("yes", "no")),
         FormField("implementation", "Implementation procedure", "a procedure id from the library"),
@@ -334,7 +337,8 @@ class ChangeFieldsScreen(FieldsDialog):
             hint.update(str(exc))
             return
         names = ", ".join(h.name for h in found[:8]) + (" …" if len(found) > 8 else "")
-        hint.update(f"{len(found)} hosts match" + (f": {names}" if found else ""))
+        count = f"{len(found)} host matches" if len(found) == 1 else f"{len(found)} hosts match"
+        hint.update(count + (f": {names}" if found else ""))
 
     # Many fields: Enter moves on and never saves a half-filled form.
     ENTER_SAVES = False
@@ -365,7 +369,8 @@ class ChangeFormScreen(ChangeFieldsScreen):
         if problem is not None:
             self.show_error(problem)
             return
-        if values["template"] and values["type"] != "standard":
+        template = values.get("template", "")
+        if template and values["type"] != "standard":
             self.show_error("Type: a change from a template is standard")
             return
         try:
@@ -375,7 +380,7 @@ class ChangeFormScreen(ChangeFieldsScreen):
             return
         spec = ChangeSpec(
             type=values["type"],
-            template=values["template"] or None,
+            template=template or None,
             title=values["title"], description=values["description"],
             justification=values["justification"], hosts=values["hosts"],
             impact=values["impact"],

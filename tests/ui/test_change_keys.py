@@ -34,7 +34,12 @@ from itop_tui.app import ItopApp
 from itop_tui.domain.models import Host
 from itop_tui.ops.change_workflow import ChangeSpec, ChangeWorkflow
 from itop_tui.screens.change_detail import ChangeDetailScreen
-from itop_tui.screens.change_form import ChangeEditScreen, ChangeFormScreen, FieldsDialog
+from itop_tui.screens.change_form import (
+    ChangeEditScreen,
+    ChangeFormScreen,
+    FieldsDialog,
+    change_fields,
+)
 from itop_tui.screens.confirm import ConfirmDialog
 from itop_tui.services.context import Services
 from itop_tui.settings import Settings
@@ -160,15 +165,16 @@ async def test_keys_typed_right_after_n_land_in_the_form(tmp_path: Path) -> None
         await open_pane(pilot)
         # As a terminal sends them: every key queued at once behind the one that opens
         # the form (Pilot.press would wait for the app between keys).
-        for key in ("n", "tab", "tab", *"Fast title"):
+        # No templates configured: no template field, so one Tab reaches the title.
+        for key in ("n", "tab", *"Fast title"):
             char = key if len(key) == 1 else "\t"
             app.post_message(events.Key("space" if key == " " else key, char))
         await wait_for(pilot, lambda: isinstance(app.screen, ChangeFormScreen)
                        and value(app, "title").endswith("title"), "the typed title")
         await settle(pilot)
         assert isinstance(app.screen, ChangeFormScreen)
-        assert (value(app, "type"), value(app, "template"), value(app, "title")) == (
-            "normal", "", "Fast title")
+        assert (value(app, "type"), value(app, "title")) == ("normal", "Fast title")
+        assert not app.screen.query("#field-template")
 
 
 async def test_forms_show_save_and_cancel_and_enter_moves_on(tmp_path: Path) -> None:
@@ -188,7 +194,7 @@ async def test_forms_show_save_and_cancel_and_enter_moves_on(tmp_path: Path) -> 
         # Enter moves to the next field and does not save, even on the last field.
         await pilot.press("enter")
         await settle(pilot)
-        assert app.screen is form and form.focused is form.query_one("#field-template", Input)
+        assert app.screen is form and form.focused is form.query_one("#field-title", Input)
         form.query_one("#field-test_plan", Input).focus()
         await pilot.press("enter")
         await settle(pilot)
@@ -359,3 +365,10 @@ async def test_implement_asks_for_missing_values_and_runs_over_ssh(
     assert mark.read_text() == "hello from the pane\n"
     # Given for this run only: not stored on the change.
     assert ChangeWorkflow(alice).get(ref).variables == {}
+
+
+def test_the_template_field_is_there_only_when_templates_are_configured() -> None:
+    assert "template" not in [f.name for f in change_fields([])]
+    with_templates = {f.name: f for f in change_fields(["os-patch", "restart"])}
+    assert with_templates["template"].choices == ("os-patch", "restart")
+    assert list(with_templates)[:3] == ["type", "template", "title"]
