@@ -106,7 +106,8 @@ class ItopApp(App[None]):
     COMMANDS = App.COMMANDS | {HostCommands}
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("q", "quit", "Quit"),
-        Binding("question_mark,f1", "help", "Help", key_display="?"),
+        Binding("question_mark", "help", "Help", key_display="?"),
+        Binding("f1", "help", "Help", show=False),
         # Not in the Footer: each pane's tab strip (widgets/pane_tabs.py) shows them.
         *(Binding(pane.key, f"switch_mode('{pane.mode}')", pane.title, show=False)
           for pane in PANES),

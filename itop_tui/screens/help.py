@@ -122,7 +122,9 @@ def _merge_keys(entries: list[HelpEntry]) -> list[HelpEntry]:
     merged: dict[tuple[str, bool], list[str]] = {}
     for entry in entries:
         merged.setdefault((entry.description, entry.enabled), []).append(entry.keys)
-    return [HelpEntry(", ".join(keys), desc, enabled) for (desc, enabled), keys in merged.items()]
+    # One key shown twice (two keys sharing a key_display) is listed once.
+    return [HelpEntry(", ".join(dict.fromkeys(keys)), desc, enabled)
+            for (desc, enabled), keys in merged.items()]
 
 
 def render_help(sections: list[HelpSection]) -> Table:

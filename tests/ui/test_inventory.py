@@ -269,6 +269,8 @@ async def test_help_lists_bindings_of_screen_and_app(fleet_services: Services) -
             for binding in binding_owner.BINDINGS:
                 description = getattr(binding, "description", "")
                 assert description in described, description
+        everywhere = {e.description: e.keys for e in app.screen.sections[-1].entries}
+        assert everywhere["Help"] == "?, f1"  # each key once
         await pilot.press("escape")
         assert isinstance(app.screen, InventoryScreen)
         await pilot.press("f1")
