@@ -88,13 +88,17 @@ def _filesystem_text(fs: Any) -> str:
         return fact_text(fs)
     size = _as_int(fs.get("size"))
     used = _as_int(fs.get("used"))
+    avail = _as_int(fs.get("avail"))
     parts = [str(fs.get("mount", "?"))]
     if fs.get("fstype"):
         parts.append(str(fs["fstype"]))
     if size:
         parts.append(format_memory(size))
-        if used is not None:
-            parts.append(f"{used * 100 // size}% used")
+        # As df and the drill-down count it: of the room users have (used + avail),
+        # not of the size, which includes the blocks reserved for root.
+        room = used + avail if used is not None and avail is not None else size
+        if used is not None and room > 0:
+            parts.append(f"{used * 100 / room:.0f}% used")
     return " ".join(parts)
 
 
