@@ -338,11 +338,13 @@ def _process_table(title: str, rows: list[ProcessRow]) -> RenderableType:
     for row in rows[:LIST_LIMIT]:
         table.add_row(
             str(row.pid),
-            strip_control(row.user)[:10],
+            # Cut to fit the panel's 56 columns: a wider table gets its
+            # headers squeezed ("Me…") by the renderer instead.
+            shorten(strip_control(row.user), 8),
             f"{row.cpu_percent:.1f}",
             f"{row.mem_percent:.1f}",
             format_memory(row.rss),
-            strip_control(row.command)[:24],
+            shorten(strip_control(row.command), 16),
         )
     return RenderGroup(Text(title, style="italic"), table)
 
