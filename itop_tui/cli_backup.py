@@ -263,6 +263,8 @@ class _ProgressPrinter:
     def __init__(self) -> None:
         self.tty = sys.stderr.isatty()
         self._last: dict[str, float] = {}
+        self._printed: dict[str, tuple[int, int | None]] = {}
+        """How far each run had come in the line printed last (done, total)."""
         self._held: dict[str, Progress] = {}
         """The latest report of each run not printed yet (between two lines)."""
         self._shown = False
@@ -278,6 +280,7 @@ class _ProgressPrinter:
         self._write(progress)
 
     def _write(self, progress: Progress) -> None:
+        self._printed[progress.run_id] = (progress.done, progress.total)
         line = clean(f"{progress.job}@{progress.host} {progress.kind} {progress.run_id}: "
                      f"{progress.describe()}")
         if self.tty:
@@ -292,8 +295,11 @@ class _ProgressPrinter:
         if self.tty and self._shown:
             sys.stderr.write("\r\x1b[K")
             sys.stderr.flush()
-        for progress in self._held.values():
-            self._write(progress)
+        for key, progress in self._held.items():
+            # A report that came no further than the line printed (only its rate
+            # moved) would print the same position twice.
+            if self._printed.get(key) != (progress.done, progress.total):
+                self._write(progress)
         self._held.clear()
 
 

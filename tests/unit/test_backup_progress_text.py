@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 
-from itop_tui.cli_backup import _age, _hours, next_due_text
-from itop_tui.ops.backup_runner import RateMeter
+import pytest
+
+from itop_tui.cli_backup import _age, _hours, _ProgressPrinter, next_due_text
+from itop_tui.ops.backup_runner import Progress, RateMeter
 
 
 class FakeClock:
@@ -42,3 +45,27 @@ def test_next_due_in_the_past_says_now_or_overdue() -> None:
     assert next_due_text("2026-11-25T22:47:00Z", now) == "2026-11-25 22:47"
     assert next_due_text("2026-11-25T22:46:00Z", now) == "now"
     assert next_due_text("2026-11-25T22:35:00Z", now) == "overdue since 2026-11-25 22:35"
+
+
+def test_the_last_position_is_printed_once_when_only_the_rate_moved(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    printer = _ProgressPrinter()  # stderr is captured: not a terminal, one line per report
+    report = Progress("site", "web01", "BKR-1", "backup", 182, 182, 622.0, 0.3)
+    printer(report)
+    printer(replace(report, rate=617.0, elapsed=0.31))  # held: within the line interval
+    printer.done()
+    lines = capsys.readouterr().err.splitlines()
+    assert lines == ["site@web01 backup BKR-1: 182 B of 182 B, 622 B/s"]
+
+
+def test_a_held_report_that_came_further_is_printed_at_the_end(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    printer = _ProgressPrinter()
+    report = Progress("site", "web01", "BKR-1", "backup", 100, 182, 622.0, 0.3)
+    printer(report)
+    printer(replace(report, done=182, rate=617.0))
+    printer.done()
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        "site@web01 backup BKR-1: 182 B of 182 B, 617 B/s")
