@@ -60,6 +60,7 @@ PANES: tuple[Pane, ...] = (
     Pane("procedures", "Procedures", "3", "itop_tui.screens.procedures:ProceduresScreen"),
     Pane("changes", "Changes", "4", "itop_tui.screens.changes:ChangesScreen"),
     Pane("backups", "Backups", "5", "itop_tui.screens.backups:BackupsScreen"),
+    Pane("audit", "Audit", "6", "itop_tui.screens.audit:AuditScreen"),
 )
 """The panes that work; only these are shown. Adding a pane is one line here."""
 
