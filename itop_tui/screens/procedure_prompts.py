@@ -6,14 +6,18 @@ manual step was done; :class:`VariableDialog` asks for a variable's value
 waits for an approver; :class:`CommentDialog` asks for the comment of an
 approval, a rejection or an abort. Every one shows what the step is about
 (its explanation) so that a trainee reads it before answering.
+
+All of them are :class:`RunQuestion`: answered once at most, and only while
+on top, because ``dismiss`` pops whatever screen is on top and gives its
+result to a future that takes one result only.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import ClassVar
+from typing import ClassVar, Generic, TypeVar
 
-from textual import on
+from textual import events, on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
@@ -26,8 +30,58 @@ from itop_tui.domain.substitution import value_problem
 from itop_tui.screens.early_keys import KeepsEarlyKeys
 from itop_tui.screens.worker_errors import ReportsWorkerErrors
 
+ResultT = TypeVar("ResultT")
 
-class StepQuestion(ReportsWorkerErrors, ModalScreen[bool | str]):
+
+class RunQuestion(ModalScreen[ResultT], Generic[ResultT]):
+    """A dialog of a run, closed once at most, and only while it is on top.
+
+    ``dismiss`` pops the screen on top (which may be another dialog pushed
+    over this one) and hands the result to this dialog's waiter, whose
+    future takes one result only: dismissing twice, or while another screen
+    is on top, crashes itop or closes the wrong dialog. :meth:`close_with`
+    guards both. :meth:`withdraw` is for the run: it no longer waits for the
+    answer (it went on, or ended), so the dialog closes now if it is on top,
+    else as soon as it is on top again (its pane shown, the screen over it
+    closed).
+    """
+
+    def __init__(self) -> None:
+        """A dialog not answered and not withdrawn."""
+        super().__init__()
+        self.answered = False
+        """True once the dialog was closed with a result."""
+        self.withdrawn = False
+        """True once the run no longer waits for the answer."""
+        self._withdrawn_result: ResultT | None = None
+
+    def close_with(self, result: ResultT | None) -> bool:
+        """Close with ``result`` if not answered yet and on top; True if it closed now."""
+        if self.answered or not self.is_active:
+            return False
+        self.answered = True
+        self.dismiss(result)
+        return True
+
+    def withdraw(self, result: ResultT | None = None) -> None:
+        """The run no longer waits for the answer: close with ``result``, now or once on top."""
+        if self.answered or self.withdrawn:
+            return
+        self.withdrawn = True
+        self._withdrawn_result = result
+        if not self.close_with(result):
+            self.withdrawn_under_another()
+
+    def withdrawn_under_another(self) -> None:
+        """Called when withdrawn while another screen is over this one (or its pane is hidden)."""
+
+    def on_screen_resume(self, event: events.ScreenResume) -> None:
+        """On top again: a withdrawn dialog closes itself."""
+        if self.withdrawn:
+            self.close_with(self._withdrawn_result)
+
+
+class StepQuestion(ReportsWorkerErrors, RunQuestion[bool | str]):
     """Asks whether to run a step that changes things, or whether a manual step was done.
 
     Dismisses with True (yes), the note typed (yes, with that note) or
@@ -78,13 +132,13 @@ class StepQuestion(ReportsWorkerErrors, ModalScreen[bool | str]):
     def action_answer(self, yes: bool) -> None:
         """Yes (with the note, if any) or no."""
         if not yes:
-            self.dismiss(False)
+            self.close_with(False)
             return
         note = self.query_one("#note", Input).value.strip()
-        self.dismiss(note or True)
+        self.close_with(note or True)
 
 
-class VariableDialog(ReportsWorkerErrors, KeepsEarlyKeys, ModalScreen[str | None]):
+class VariableDialog(ReportsWorkerErrors, KeepsEarlyKeys, RunQuestion[str | None]):
     """Asks for the value of a variable, checked against its rules before it is given.
 
     A secret is typed into a password field and never shown. Enter gives the
@@ -140,14 +194,14 @@ class VariableDialog(ReportsWorkerErrors, KeepsEarlyKeys, ModalScreen[str | None
         if problem is not None:
             self.query_one("#variable-problem", Static).update(f"{self.variable.name} {problem}")
             return
-        self.dismiss(event.value)
+        self.close_with(event.value)
 
     def action_cancel(self) -> None:
         """Give no value."""
-        self.dismiss(None)
+        self.close_with(None)
 
 
-class CommentDialog(ReportsWorkerErrors, KeepsEarlyKeys, ModalScreen[str | None]):
+class CommentDialog(ReportsWorkerErrors, KeepsEarlyKeys, RunQuestion[str | None]):
     """Asks for a comment (approving, rejecting, aborting); None when cancelled."""
 
     AUTO_FOCUS = "#comment"
@@ -180,18 +234,19 @@ class CommentDialog(ReportsWorkerErrors, KeepsEarlyKeys, ModalScreen[str | None]
         if self._required and not event.value.strip():
             self.query_one("#comment-problem", Static).update("Say why: a comment is required.")
             return
-        self.dismiss(event.value.strip())
+        self.close_with(event.value.strip())
 
     def action_cancel(self) -> None:
         """Do nothing."""
-        self.dismiss(None)
+        self.close_with(None)
 
 
-class ApprovalWait(ReportsWorkerErrors, ModalScreen[str]):
-    """Shown while a run waits for an approver; the run screen closes it once approved.
+class ApprovalWait(ReportsWorkerErrors, RunQuestion[str]):
+    """Shown while a run waits for an approver; the run screen withdraws it once approved.
 
     Dismisses with ``stop`` (stop waiting: the run stays waiting and is
-    resumed later), ``abort`` (end the run) or ``approved``.
+    resumed later), ``abort`` (end the run) or ``approved``. Once withdrawn
+    (the wait is over), Escape or ``a`` only close it: the run goes on.
     """
 
     BINDINGS: ClassVar[list[BindingType]] = [
@@ -225,8 +280,14 @@ class ApprovalWait(ReportsWorkerErrors, ModalScreen[str]):
                     yield Markdown(strip_control(self._explanation).strip(), open_links=False)
             yield Static(text, classes="dialog-text", markup=False)
             yield Static("Esc: stop waiting (the run stays waiting; resume it from the runs "
-                         "list) · a: abort the run", classes="dialog-hint")
+                         "list) · a: abort the run", classes="dialog-hint", id="approval-hint")
+
+    def withdrawn_under_another(self) -> None:
+        """Say that the wait is over, for when this dialog shows again."""
+        if self.is_mounted:
+            self.query_one("#approval-hint", Static).update(
+                "The run was approved and goes on: Esc closes this.")
 
     def action_leave(self, why: str) -> None:
-        """Close with ``why``."""
-        self.dismiss(why)
+        """Close with ``why``; once the wait is over, only close (the run goes on)."""
+        self.close_with("approved" if self.withdrawn else why)

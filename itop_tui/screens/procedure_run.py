@@ -40,7 +40,6 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.message import Message
-from textual.screen import ModalScreen
 from textual.timer import Timer
 from textual.widgets import (
     DataTable,
@@ -78,6 +77,7 @@ from itop_tui.screens.procedure_access import ShowsAllowedKeys, role_of, run_ref
 from itop_tui.screens.procedure_prompts import (
     ApprovalWait,
     CommentDialog,
+    RunQuestion,
     StepQuestion,
     VariableDialog,
 )
@@ -280,7 +280,7 @@ class ProcedureRunScreen(ReportsWorkerErrors, ShowsAllowedKeys):
         self.inventory: Inventory | None = None
         self.runner: ProcedureRunner | None = None
         self.execution: Worker[None] | None = None
-        self._prompts: list[ModalScreen[Any]] = []
+        self._prompts: list[RunQuestion[Any]] = []
         self._waiting: ApprovalWait | None = None
         self._mode: str | None = None
         self._detail_timer: Timer | None = None
@@ -588,11 +588,27 @@ class ProcedureRunScreen(ReportsWorkerErrors, ShowsAllowedKeys):
                                         sorted({*runner.unknown_keys, *runner.changed_keys})))
 
     def _observe(self, event: RunEvent) -> None:
-        # Called inside the runner: it must not block, so it only posts.
+        # Called inside the runner: it must not block, so it only posts. The
+        # end of a wait is acted on at once (withdrawing does not block): the
+        # runner goes on now, and Escape on the waiting dialog must not stop
+        # a run that no longer waits.
+        if event.kind == "approved":
+            self._end_wait()
         self.post_message(self.Progress(event))
 
-    async def _prompt(self, dialog: ModalScreen[T]) -> T:
-        """Show ``dialog`` over this run's pane and wait for the person's answer."""
+    def _end_wait(self) -> None:
+        """The run no longer waits for an approver: its waiting dialog goes away."""
+        waiting, self._waiting = self._waiting, None
+        if waiting is not None:
+            waiting.withdraw("approved")
+
+    async def _prompt(self, dialog: RunQuestion[T]) -> T:
+        """Show ``dialog`` over this run's pane and wait for the person's answer.
+
+        A run asking something no longer waits for an approval: the waiting
+        dialog is withdrawn first, so the question is not pushed under it.
+        """
+        self._end_wait()
         self._prompts.append(dialog)
         try:
             return await self.app.push_screen_wait(dialog, mode=self._mode)
@@ -662,13 +678,13 @@ class ProcedureRunScreen(ReportsWorkerErrors, ShowsAllowedKeys):
     def _dismiss_prompts(self) -> None:
         """Close the questions of a run that no longer waits for their answers.
 
-        Only a dialog on top is closed (``dismiss`` pops whatever is on top);
-        one under another screen stays, and answering it later does nothing.
+        A dialog on top closes now; one under another screen (or in a pane not
+        shown) closes itself once it is on top again (``dismiss`` pops
+        whatever is on top, so it is never called for a dialog below).
         """
         waiting, self._waiting = self._waiting, None
         for dialog in [*self._prompts, *([waiting] if waiting else [])]:
-            if dialog.is_current:
-                dialog.dismiss(None)
+            dialog.withdraw(None)
         self._prompts.clear()
 
     # -- progress -----------------------------------------------------------------
@@ -708,9 +724,7 @@ class ProcedureRunScreen(ReportsWorkerErrors, ShowsAllowedKeys):
             self._show_waiting(event)
         elif event.kind == "approved":
             self.status = "running"
-            waiting, self._waiting = self._waiting, None
-            if waiting is not None and waiting.is_current:
-                waiting.dismiss("approved")
+            self._end_wait()
             self.app.notify(f"{event.run_id}: approved by {data.get('by')}"
                             + (f": {data.get('comment')}" if data.get("comment") else ""),
                             markup=False)
