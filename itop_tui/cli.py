@@ -680,9 +680,15 @@ def table(rows: list[list[str]]) -> str:
 
 
 def cmd_inventory_list(args: argparse.Namespace) -> int:
-    """``itop inventory list [SELECTOR] [--json]``."""
+    """``itop inventory list [SELECTOR] [--json]``.
+
+    A selector that matches no host is a usage error (exit 2), as for every
+    command taking one; an empty inventory listed whole is not.
+    """
     services = open_services(args)
-    hosts = select_or_all(services.inventory.load(), args.selector)
+    inventory = services.inventory.load()
+    hosts = list(inventory.hosts.values()) if args.selector is None else select_some(
+        inventory, args.selector)
     if args.json:
         print_json([host.to_dict() for host in hosts])
         return EXIT_OK
@@ -769,7 +775,7 @@ def cmd_inventory_import(args: argparse.Namespace) -> int:
     from itop_tui.services.importers import import_file
 
     services = open_services(args)
-    services.require_writable("import an inventory")
+    services.require_operator("import an inventory")
     result = import_file(args.file, args.format)
     added, updated = services.inventory.upsert_hosts(list(result.hosts))
     groups_added, groups_updated = services.inventory.upsert_groups(list(result.groups))
@@ -816,7 +822,7 @@ def cmd_inventory_export(args: argparse.Namespace) -> int:
 def cmd_inventory_add(args: argparse.Namespace) -> int:
     """``itop inventory add NAME [options]``."""
     services = open_services(args)
-    services.require_writable("add hosts")
+    services.require_operator("add hosts")
     host = Host(
         name=args.name,
         address=args.address,
@@ -849,7 +855,7 @@ def cmd_inventory_add(args: argparse.Namespace) -> int:
 def cmd_inventory_remove(args: argparse.Namespace) -> int:
     """``itop inventory remove NAME``."""
     services = open_services(args)
-    services.require_writable("remove hosts")
+    services.require_operator("remove hosts")
     if not services.inventory.remove_host(args.name):
         raise _unknown_host(args.name)
     services.audit.append("inventory.remove", args.name)
@@ -899,7 +905,7 @@ def parse_assignments(host: Host, assignments: list[str]) -> dict[str, Any]:
 def cmd_inventory_set(args: argparse.Namespace) -> int:
     """``itop inventory set NAME FIELD=VALUE...``."""
     services = open_services(args)
-    services.require_writable("change hosts")
+    services.require_operator("change hosts")
     host = _require_host(services, args.name)
     changes = parse_assignments(host, args.assignments)
     try:
@@ -980,6 +986,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     command = " ".join(args.command_words)
     services = open_services(args)
     services.require_writable("run commands")
+    if not args.observe:
+        # A trainee may only observe; refused before the selector is even read.
+        services.require_operator("run commands")
     hosts = select_some(services.inventory.load(), args.selector)
     if args.emergency is not None:
         return _open_emergency(services, hosts, args, command)
@@ -1091,7 +1100,7 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
 def cmd_trust(args: argparse.Namespace) -> int:
     """``itop trust HOST [--yes]``."""
     services = open_services(args)
-    services.require_writable("trust host keys")
+    services.require_operator("trust host keys")
     host = _require_host(services, args.host)
     if host.is_local:
         raise UsageError(f"{host.name} is this machine (address local): there is no host key")

@@ -344,7 +344,7 @@ def cmd_import(args: argparse.Namespace) -> int:
     if args.builtin == bool(args.paths):
         raise UsageError("give procedure files or directories, or --builtin (not both)")
     services = open_services(args)
-    services.require_writable("import procedures")
+    services.require_operator("import procedures")
     role = Role.parse(services.role)
     if not can_manage_library(role):
         raise OperationFailed(f"{services.actor} has the role {role}: importing procedures needs operator or above")

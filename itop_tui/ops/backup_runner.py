@@ -470,7 +470,7 @@ class BackupRunner:
 
     def add_job(self, job: BackupJob) -> BackupJob:
         """Store a new manual job; audited."""
-        self.services.require_writable("add backup jobs")
+        self.services.require_operator("add backup jobs")
         if any(j.name == job.name for j in self.services.settings.backups.jobs):
             raise BackupError(f"job {job.name!r} is defined in the config file "
                               f"{self.services.settings.config_label}")
@@ -487,7 +487,7 @@ class BackupRunner:
         creation, pause and schedule bookkeeping are kept. A config job must
         be edited in the config file.
         """
-        self.services.require_writable("edit backup jobs")
+        self.services.require_operator("edit backup jobs")
         current = self.job(name)
         if current.origin == "config":
             raise BackupError(f"job {current.name!r} comes from the config file "
@@ -505,7 +505,7 @@ class BackupRunner:
 
     def remove_job(self, name: str) -> BackupJob:
         """Remove a manual job (its runs stay); a config job must be removed from the file."""
-        self.services.require_writable("remove backup jobs")
+        self.services.require_operator("remove backup jobs")
         job = self.job(name)
         if job.origin == "config":
             raise BackupError(f"job {job.name!r} comes from the config file "
@@ -518,7 +518,7 @@ class BackupRunner:
 
     def set_paused(self, name: str, paused: bool) -> BackupJob:
         """Pause (the pane's "disable") or resume a job's schedule; audited."""
-        self.services.require_writable("pause backup jobs")
+        self.services.require_operator("pause backup jobs")
         job = self.repo.update_job(self.job(name).name, paused=paused)
         self.services.audit.append("backup.job.pause" if paused else "backup.job.resume", job.name)
         return job
@@ -575,7 +575,7 @@ class BackupRunner:
         The list holds the backup runs and the verify and prune runs that
         followed them. Raises :class:`JobBusy` when another itop holds the job.
         """
-        self.services.require_writable("run backups")
+        self.services.require_operator("run backups")
         job = self.job(name)
         hosts = self.hosts_of(job, host)
         cancel = cancel or asyncio.Event()
@@ -664,7 +664,7 @@ class BackupRunner:
         scheduled: bool = False,
     ) -> list[BackupRun]:
         """Verify one backup run, or the newest good backup of each host (or of ``host``)."""
-        self.services.require_writable("verify backups")
+        self.services.require_operator("verify backups")
         job = self.job(name)
         _refuse_command_method(job, "verify")
         cancel = cancel or asyncio.Event()
@@ -754,7 +754,7 @@ class BackupRunner:
             ctx = self._context(job, host, target, None, cancel or asyncio.Event())
             entries = await self._call_list(self.method(job).list_files(ctx, target, request))
             return RestoreResult(host.name, where, target.id, True, entries=entries)
-        self.services.require_writable("restore backups")
+        self.services.require_operator("restore backups")
         if in_place:
             if not confirmed:
                 raise ConfirmationNeeded(
@@ -814,7 +814,7 @@ class BackupRunner:
         if job.retention.is_empty:
             raise BackupError(f"job {job.name!r} has no retention policy: every backup is kept")
         if not dry_run:
-            self.services.require_writable("prune backups")
+            self.services.require_operator("prune backups")
         hosts = self.hosts_of(job, host)
         cancel = cancel or asyncio.Event()
         with self._locked(job):
@@ -901,7 +901,7 @@ class BackupRunner:
         A job another itop holds is skipped (nothing recorded, it stays due);
         missed times are caught up by one run.
         """
-        self.services.require_writable("run scheduled backups")
+        self.services.require_operator("run scheduled backups")
         moment = now or self.clock()
         done: list[DueResult] = []
         for job in self.jobs():

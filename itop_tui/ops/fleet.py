@@ -126,7 +126,9 @@ class FleetRunner:
         """Run ``command`` on every host; results in the order of ``hosts``.
 
         Raises :class:`~itop_tui.services.context.ReadOnlyError` when itop is
-        read-only, :class:`~itop_tui.ops.change_gate.ChangeRequired` when the
+        read-only, or (its subclass ``OperatorRequired``) when a trainee asks a
+        mutating command (``mutating=False`` is the read-only allowlist a
+        trainee may use), :class:`~itop_tui.ops.change_gate.ChangeRequired` when the
         change gate refuses (``change_ref`` names the change to run under;
         None lets the gate find the single active one), and
         :class:`~itop_tui.ops.change_gate.ObserveRefused` when
@@ -139,7 +141,10 @@ class FleetRunner:
         (:class:`~itop_tui.services.audit.AuditQueue`), so the handshakes in
         flight never wait for an fsync.
         """
-        self.services.require_writable("run commands")
+        if mutating:
+            self.services.require_operator("run commands")
+        else:
+            self.services.require_writable("run commands")
         settings = self.services.settings
         hosts = unique_hosts(hosts)
         if not mutating:

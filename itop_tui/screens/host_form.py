@@ -208,7 +208,7 @@ class HostForm(ReportsWorkerErrors, KeepsEarlyKeys, ModalScreen[Host | None]):
         inventory = self.services.inventory
         try:
             if self.original is None:
-                self.services.require_writable("add hosts")
+                self.services.require_operator("add hosts")
                 if inventory.get_host(host.name) is not None:
                     raise ValidationError("name", f"a host called {host.name!r} exists already")
                 inventory.upsert_hosts([host])
@@ -217,7 +217,7 @@ class HostForm(ReportsWorkerErrors, KeepsEarlyKeys, ModalScreen[Host | None]):
                 )
                 saved = host
             else:
-                self.services.require_writable("edit hosts")
+                self.services.require_operator("edit hosts")
                 changes = {
                     "address": host.address,
                     "port": host.port,

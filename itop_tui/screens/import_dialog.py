@@ -108,7 +108,7 @@ class ImportDialog(ReportsWorkerErrors, KeepsEarlyKeys, ModalScreen[ImportOutcom
     @work(thread=True, exclusive=True, exit_on_error=False, group="import", description="Import")
     def _import(self, path: str, fmt: str | None) -> None:
         try:
-            self.services.require_writable("import hosts")
+            self.services.require_operator("import hosts")
             imported = import_file(Path(path).expanduser(), fmt)
             inventory = self.services.inventory
             if imported.groups:

@@ -29,7 +29,7 @@ from itop_tui.domain.models import Host, Inventory
 from itop_tui.domain.selectors import SelectorError, host_text, select_hosts
 from itop_tui.screens.store_follow import follow_store
 from itop_tui.screens.worker_errors import ReportsWorkerErrors
-from itop_tui.services.context import INVENTORY_FILE, Services
+from itop_tui.services.context import INVENTORY_FILE, OperatorRequired, Services
 from itop_tui.services.store_watch import StoreWatch
 from itop_tui.widgets.filter_input import FilterInput
 from itop_tui.widgets.group_tree import GroupTree, TreeEntry, build_tree_entries
@@ -411,6 +411,16 @@ class InventoryScreen(ReportsWorkerErrors, Screen[None]):
             return True
         return False
 
+    def _not_operator(self, what: str) -> bool:
+        """True (with the reason as a notice) when only an operator may ``what``:
+        a trainee acts on hosts through procedure runs, not from this pane."""
+        try:
+            self.services.require_operator(what)
+        except OperatorRequired as exc:
+            self.app.notify(str(exc), title="Not allowed", severity="warning", markup=False)
+            return True
+        return False
+
     def with_targets(self, verb: str, then: Targets) -> None:
         """Call ``then`` with the hosts to act on.
 
@@ -545,7 +555,7 @@ class InventoryScreen(ReportsWorkerErrors, Screen[None]):
 
     def action_run(self) -> None:
         """Run a command on the selection."""
-        if self._blocked("running commands"):
+        if self._blocked("running commands") or self._not_operator("run commands"):
             return
         self.with_targets("run a command on", self._open_run)
 
@@ -564,7 +574,7 @@ class InventoryScreen(ReportsWorkerErrors, Screen[None]):
 
     def action_add_host(self) -> None:
         """Add a host with a form."""
-        if self._blocked("adding hosts"):
+        if self._blocked("adding hosts") or self._not_operator("add hosts"):
             return
         from itop_tui.screens.host_form import HostForm
 
@@ -572,7 +582,7 @@ class InventoryScreen(ReportsWorkerErrors, Screen[None]):
 
     def action_edit_host(self) -> None:
         """Edit the cursor host with a form."""
-        if self._blocked("editing hosts"):
+        if self._blocked("editing hosts") or self._not_operator("edit hosts"):
             return
         host = self.table.cursor_host
         if host is None:
@@ -589,7 +599,7 @@ class InventoryScreen(ReportsWorkerErrors, Screen[None]):
 
     def action_import_file(self) -> None:
         """Import hosts from a file."""
-        if self._blocked("importing"):
+        if self._blocked("importing") or self._not_operator("import hosts"):
             return
 
         def closed(outcome: ImportOutcome | None) -> None:
@@ -609,7 +619,7 @@ class InventoryScreen(ReportsWorkerErrors, Screen[None]):
                 markup=False,
             )
             return
-        if self._blocked("trusting host keys"):
+        if self._blocked("trusting host keys") or self._not_operator("trust host keys"):
             return
         name, unknown = next(iter(self.pending_keys.items()))
 

@@ -158,7 +158,7 @@ def import_builtin_library(services: Services) -> list[tuple[str, str, str]]:
     Returns ``(outcome, id, version)`` per procedure; audits each added or
     updated one as ``procedure.import``, as ``itop procedure import --builtin`` does.
     """
-    services.require_writable("import procedures")
+    services.require_operator("import procedures")
     refusal = import_refusal(services)
     if refusal is not None:
         raise PermissionError(refusal)

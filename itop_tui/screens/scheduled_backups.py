@@ -87,8 +87,8 @@ class ScheduledBackups:
 
     def start(self) -> None:
         """Arm the first pass (replacing a scheduler started before on this app)."""
-        if self.services.read_only:
-            return
+        if self.services.read_only or not self.services.may_operate:
+            return  # a viewer or trainee may not run backups: no pass would succeed
         previous = _running.get(self.app)
         if previous is not None:
             previous.stop()

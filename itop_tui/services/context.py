@@ -28,6 +28,22 @@ class ReadOnlyError(Exception):
     """An action that changes hosts or records was asked of a read-only itop."""
 
 
+class OperatorRequired(ReadOnlyError):
+    """An action only an operator (or above) may do was asked by a viewer or trainee.
+
+    A subclass of :class:`ReadOnlyError` so that every caller refusing a
+    read-only itop refuses this too, with the same exit status and notice.
+    """
+
+
+# Roles below operator: what they may do instead, for the refusal message.
+_BELOW_OPERATOR = {
+    "viewer": "the viewer role reads inventory, procedures, runs and changes, nothing else",
+    "trainee": "the trainee role runs procedures (trainee mode) and read-only commands "
+               "(itop run --observe), nothing else",
+}
+
+
 def this_machine() -> Host:
     """The host record for this machine, reached through the local transport."""
     name = socket.gethostname().split(".", 1)[0].strip()
@@ -56,7 +72,9 @@ class Services:
     """Settings, inventory, audit log and transports of one itop process.
 
     ``read_only`` is set by ``--read-only`` or by the ``viewer`` role; use
-    cases call :meth:`require_writable` before changing anything.
+    cases call :meth:`require_writable` before changing anything, and
+    :meth:`require_operator` before what a trainee may not do directly
+    (ad-hoc commands, inventory changes, trusting keys, backups...).
     ``recovery_messages`` holds what the store said when it had to recover a
     damaged file, for the CLI and TUI to show.
     """
@@ -117,6 +135,23 @@ class Services:
             reason = "the viewer role" if self.role == "viewer" else "--read-only"
             raise ReadOnlyError(f"cannot {what}: itop is read-only ({reason})")
 
+    @property
+    def may_operate(self) -> bool:
+        """True when this itop is writable and its user is an operator or above."""
+        return not self.read_only and self.role not in _BELOW_OPERATOR
+
+    def require_operator(self, what: str) -> None:
+        """Raise unless an operator (or above) may ``what`` (e.g. "add hosts").
+
+        Read-only first (:class:`ReadOnlyError`), then the viewer and trainee
+        roles (:class:`OperatorRequired`): a trainee changes production only
+        through procedure runs, whose runner enforces trainee mode.
+        """
+        self.require_writable(what)
+        reason = _BELOW_OPERATOR.get(self.role)
+        if reason is not None:
+            raise OperatorRequired(f"cannot {what}: {reason}")
+
     def trust_host_key(self, host: str, port: int | None, key_data: str) -> bool:
         """Trust ``key_data`` for ``host:port`` in itop's known_hosts; audited as ``host.trust``.
 
@@ -126,7 +161,7 @@ class Services:
         # known_hosts imports asyncssh: only when a key is trusted, not at start-up.
         from itop_tui.services.known_hosts import fingerprint, parse_key
 
-        self.require_writable("trust host keys")
+        self.require_operator("trust host keys")
         added = self.transports.known_hosts.trust(host, port, key_data)
         self.audit.append(
             "host.trust",
