@@ -65,6 +65,21 @@ REMEDIES = (". Run under a change with --change CHG-N, open an emergency change 
             "--emergency REASON, or use --observe for a read-only command")
 """How a refusal ends for ``itop run``; commands without these options replace it."""
 
+NAME_ONE = "; name one with --change"
+"""How a refusal for several active changes ends for ``itop run``."""
+
+OBSERVE_OPTION = "--observe"
+"""What :class:`ObserveRefused` calls the read-only mode (the ``itop run`` option)."""
+
+
+def without_cli_remedies(reason: str) -> str:
+    """``reason`` without the ``itop run`` options it suggests.
+
+    For front ends that word their own remedies (the TUI has no options):
+    the CLI keeps the reason as it is.
+    """
+    return reason.removesuffix(REMEDIES).removesuffix(NAME_ONE)
+
 
 class ChangeRequired(Exception):
     """A mutating action on production hosts was refused by the gate."""
@@ -75,7 +90,20 @@ class ChangeRequired(Exception):
 
 
 class ObserveRefused(ValueError):
-    """A command given as read-only (``--observe``) is not on the read-only allowlist."""
+    """A command given as read-only (``--observe``) is not on the read-only allowlist.
+
+    The message names the ``--observe`` option; :meth:`worded` gives it with
+    another name for the mode, for front ends without that option.
+    """
+
+    def __init__(self, problem: str) -> None:
+        super().__init__(f"{OBSERVE_OPTION}{problem}")
+        self.problem = problem
+        """The message after the mode's name (it starts with ``:`` or a space)."""
+
+    def worded(self, mode: str) -> str:
+        """The message with the read-only mode called ``mode`` instead of ``--observe``."""
+        return f"{mode}{self.problem}"
 
 
 class ChangeGate:
@@ -209,7 +237,7 @@ class ChangeGate:
             refs = ", ".join(c.ref for c in active)
             return GateDecision(
                 False,
-                f"several active changes cover {hosts}: {refs}; name one with --change",
+                f"several active changes cover {hosts}: {refs}{NAME_ONE}",
                 None, protected,
             )
         hint = _upcoming_hint(changes, protected, now)
@@ -443,24 +471,24 @@ def observe_command(text: str) -> str:
     if problem is not None:
         shown = {"\n": "a newline", "\r": "a carriage return"}.get(problem, repr(problem))
         raise ObserveRefused(
-            f"--observe runs one read-only program with plain arguments: {shown} is shell "
+            f" runs one read-only program with plain arguments: {shown} is shell "
             "syntax (pipes, redirections, substitutions, globs and variables are refused)"
         )
     try:
         words = shlex.split(text)
     except ValueError as exc:
-        raise ObserveRefused(f"--observe: cannot read the command: {exc}") from None
+        raise ObserveRefused(f": cannot read the command: {exc}") from None
     if not words:
-        raise ObserveRefused("--observe: no command given")
+        raise ObserveRefused(": no command given")
     program, args = words[0], words[1:]
     if "/" in program or "=" in program:
         raise ObserveRefused(
-            f"--observe: give the program by its name ({program!r} is a path or an assignment)"
+            f": give the program by its name ({program!r} is a path or an assignment)"
         )
     why = _arguments_problem(program, args)
     if why is not None:
         raise ObserveRefused(
-            f"--observe refuses this command: {why}. Read-only programs: "
+            f" refuses this command: {why}. Read-only programs: "
             f"{', '.join(OBSERVE_PROGRAMS)}. Anything else on production needs a change"
         )
     return shlex.join(words)

@@ -14,14 +14,21 @@ from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.screen import ModalScreen
-from textual.widgets import Button, DataTable, Footer, Input, Label, ProgressBar, Static
+from textual.widgets import Button, Checkbox, DataTable, Footer, Input, Label, ProgressBar, Static
 from textual.worker import Worker, WorkerState
 
 from itop_tui.domain.change import Change
 from itop_tui.domain.change_windows import time_left
 from itop_tui.domain.models import Host
 from itop_tui.domain.output import strip_control
-from itop_tui.ops.change_gate import ChangeGate, ChangeRequired
+from itop_tui.ops.change_gate import (
+    ChangeGate,
+    ChangeRequired,
+    GateDecision,
+    ObserveRefused,
+    observe_command,
+    without_cli_remedies,
+)
 from itop_tui.ops.fleet import FleetRunner
 from itop_tui.screens.confirm import ChoiceDialog, ConfirmDialog
 from itop_tui.screens.early_keys import KeepsEarlyKeys
@@ -32,6 +39,14 @@ from itop_tui.services.transport import HostKeyUnknown, RunResult
 
 MAX_FORKS = 1000
 FIRST_LINE_WIDTH = 200
+
+OBSERVE_KEY = "ctrl+o"
+"""Turns Observe on and off (a letter would go into the command field)."""
+OBSERVE_NAME = "Observe"
+"""What the dialog calls read-only runs (``itop run --observe``); not itop's read-only mode."""
+GATE_REMEDY = ("Turn on Observe (ctrl+o) for a read-only command, or run it under an "
+               "approved change covering the hosts (Changes pane, 4)")
+"""What a refusal by the change gate suggests in the dialog (instead of ``itop run`` options)."""
 
 STATE_STYLES = {
     "pending": "dim",
@@ -50,12 +65,26 @@ def left_text(delta: timedelta) -> str:
     return f"{minutes}m left" if minutes >= 1 else "<1m left"
 
 
-def change_note(changes: list[Change], production: list[str], now: datetime) -> Text:
-    """What the dialog says about the change a run on ``production`` hosts goes under."""
+def change_note(changes: list[Change], production: list[str], now: datetime,
+                observe: bool = False) -> Text:
+    """What the dialog says about the change a run on ``production`` hosts goes under.
+
+    With ``observe`` (Observe on) the run needs no change and is recorded
+    against none.
+    """
+    if observe:
+        text = Text("Observe: ", style="bold green")
+        text.append("one program from the read-only list, plain arguments; it changes "
+                    "nothing and needs no change")
+        if changes:
+            refs = ", ".join(c.ref for c in changes)
+            text.append(f" (turn Observe off to run under {refs})", style="dim")
+        return text
     if not changes:
         return Text(
-            "No active change covers the production hosts: a mutating command will be "
-            "refused (open or schedule a change first)", style="bold red")
+            "No active change covers the production hosts: a command that changes things "
+            "will be refused. Turn on Observe (ctrl+o) to run a read-only command such as "
+            "df -h, or run it under an approved change", style="bold red")
     if len(changes) > 1:
         refs = ", ".join(c.ref for c in changes)
         return Text(f"Several active changes cover these hosts ({refs}): you choose the one "
@@ -68,6 +97,16 @@ def change_note(changes: list[Change], production: list[str], now: datetime) -> 
     if left is not None:
         text.append(f" ({left_text(left)})")
     return text
+
+
+def gate_refusal(reason: str) -> str:
+    """The dialog's text for a refusal by the change gate, with the dialog's remedies."""
+    return f"Refused by the change gate: {without_cli_remedies(reason).rstrip('.')}. {GATE_REMEDY}"
+
+
+def observe_refusal(exc: ObserveRefused) -> str:
+    """The dialog's text for a command Observe does not run."""
+    return f"Not run: {exc.worded(OBSERVE_NAME)}"
 
 
 def result_state(result: RunResult) -> str:
@@ -120,14 +159,32 @@ class RunDialog(ReportsWorkerErrors, KeepsEarlyKeys, ModalScreen[RunOutcome]):
     looks up the active changes covering them: the run goes under the single
     one (the dialog says which), or under the one the person chooses among
     several; a refusal by the change gate is shown with its reason in the
-    dialog. Escape or ctrl+c cancels a running command (hosts not started
-    are never started); Escape when idle closes the dialog.
+    dialog. When no active change covers them, a command is refused at once
+    (the gate decides, without asking "run on production?" first).
+
+    Observe (ctrl+o) runs the command as ``itop run --observe`` does: it
+    must be on the read-only list (refused with the list's reason
+    otherwise), needs no change and no confirmation, and is audited with
+    ``"observe": true``. Escape or ctrl+c cancels a running command (hosts
+    not started are never started); Escape when idle closes the dialog.
+    """
+
+    DEFAULT_CSS = """
+    RunDialog #run-mode {
+        height: auto;
+    }
+    RunDialog #run-observe-hint {
+        width: 1fr;
+        padding-left: 2;
+        color: $text-muted;
+    }
     """
 
     AUTO_FOCUS = "#run-command"
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "cancel_or_close", "Cancel run / close"),
         Binding("ctrl+c", "cancel_run", "Cancel run", show=False),
+        Binding(OBSERVE_KEY, "toggle_observe", "Observe"),
     ]
 
     class HostStarted(Message):
@@ -145,11 +202,12 @@ class RunDialog(ReportsWorkerErrors, KeepsEarlyKeys, ModalScreen[RunOutcome]):
             self.result = result
 
     class RunRefused(Message):
-        """The change gate refused the run; nothing ran."""
+        """The change gate (or Observe) refused the run; nothing ran."""
 
-        def __init__(self, reason: str) -> None:
+        def __init__(self, text: str) -> None:
             super().__init__()
-            self.reason = reason
+            self.text = text
+            """The refusal as the dialog shows it."""
 
     class RunEnded(Message):
         """The run is over: finished or cancelled."""
@@ -169,7 +227,11 @@ class RunDialog(ReportsWorkerErrors, KeepsEarlyKeys, ModalScreen[RunOutcome]):
         self.change_ref: str | None = None
         self.active: list[Change] = []
         """The active changes covering the production targets (looked up on mount)."""
+        self.observe = False
+        """Observe: the command must be on the read-only list and needs no change."""
+        self._now: datetime | None = None
         self._run_worker: Worker[None] | None = None
+        self._gate_worker: Worker[None] | None = None
 
     def compose(self) -> ComposeResult:
         """The form, the progress bar, the results and a summary line."""
@@ -189,6 +251,9 @@ class RunDialog(ReportsWorkerErrors, KeepsEarlyKeys, ModalScreen[RunOutcome]):
                 yield Label("timeout s", classes="inline-label")
                 yield Input(str(settings.command_timeout), type="number", id="run-timeout")
                 yield Button("Run", id="run-start", variant="primary")
+            with Horizontal(id="run-mode"):
+                yield Checkbox("Observe, read-only (ctrl+o)", False, id="run-observe", compact=True)
+                yield Static(self._observe_hint(), id="run-observe-hint", markup=False)
             yield Static("", id="run-error", classes="field-error", markup=False)
             yield ProgressBar(total=count, show_eta=False, id="run-progress")
             yield DataTable(id="run-results", cursor_type="row", zebra_stripes=False)
@@ -223,8 +288,37 @@ class RunDialog(ReportsWorkerErrors, KeepsEarlyKeys, ModalScreen[RunOutcome]):
 
     def _show_change(self, changes: list[Change], production: list[str], now: datetime) -> None:
         self.active = changes
+        self._now = now
         self.change_ref = changes[0].ref if len(changes) == 1 else None
-        self.query_one("#run-change", Static).update(change_note(changes, production, now))
+        self._update_change_note()
+
+    def _update_change_note(self) -> None:
+        if self._now is None:
+            return  # still looking
+        self.query_one("#run-change", Static).update(
+            change_note(self.active, self._production(), self._now, self.observe))
+
+    # -- observe ------------------------------------------------------------
+
+    def _observe_hint(self) -> str:
+        if self.observe:
+            return ("on: one read-only program (df, ps, uptime, systemctl status, …), "
+                    "no pipes or other shell syntax")
+        return "off: the command may change things"
+
+    def action_toggle_observe(self) -> None:
+        """Turn Observe (read-only runs) on or off."""
+        checkbox = self.query_one("#run-observe", Checkbox)
+        if not checkbox.disabled:
+            checkbox.value = not checkbox.value
+
+    @on(Checkbox.Changed, "#run-observe")
+    def _observe_changed(self, event: Checkbox.Changed) -> None:
+        event.stop()
+        self.observe = event.value
+        self.query_one("#run-observe-hint", Static).update(self._observe_hint())
+        self.query_one("#run-error", Static).update("")
+        self._update_change_note()
 
     # -- starting ---------------------------------------------------------
 
@@ -256,10 +350,53 @@ class RunDialog(ReportsWorkerErrors, KeepsEarlyKeys, ModalScreen[RunOutcome]):
             self.query_one("#run-command", Input).focus()
             return
         error.update("")
-        production = self._production()
-        if not production:
+        if self.observe:
+            try:
+                observe_command(command)
+            except ObserveRefused as exc:
+                error.update(observe_refusal(exc))
+                self.query_one("#run-command", Input).focus()
+                return
+            # Nothing can change: no change needed, nothing to confirm.
             self._start(command, forks, timeout)
             return
+        if not self._production():
+            self._start(command, forks, timeout)
+            return
+        if not self.active:
+            # The gate would refuse: let it say why now, not after "Run on production?".
+            if self._gate_worker is None or self._gate_worker.is_finished:
+                self._gate_worker = self._ask_gate(command, forks, timeout)
+            return
+        self._confirm_production(command, forks, timeout)
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="gate",
+          description="Ask the change gate")
+    def _ask_gate(self, command: str, forks: int, timeout: float) -> None:
+        production = self._production()
+        gate = ChangeGate(self.services)
+        changes = gate.active(production)
+        decision: GateDecision | None = None
+        if not changes:
+            # Audited as a refusal, like the run itself would be.
+            decision = gate.check(self.hosts, mutating=True, change_ref=None,
+                                  what=f"run: {command}")
+            if decision.allowed:  # a change became active since the dialog looked
+                changes = gate.active(production)
+        self.app.call_from_thread(self._gate_answered, command, forks, timeout,
+                                  changes, decision, gate.clock())
+
+    def _gate_answered(self, command: str, forks: int, timeout: float, changes: list[Change],
+                       decision: GateDecision | None, now: datetime) -> None:
+        self._show_change(changes, self._production(), now)
+        if decision is not None and not decision.allowed:
+            self._refuse(gate_refusal(decision.reason))
+        elif changes:
+            self._confirm_production(command, forks, timeout)
+
+    def _confirm_production(self, command: str, forks: int, timeout: float) -> None:
+        """Ask before running a mutating ``command`` on production hosts (and which change)."""
+        production = self._production()
 
         def confirmed(yes: bool | None) -> None:
             if yes:
@@ -297,12 +434,9 @@ class RunDialog(ReportsWorkerErrors, KeepsEarlyKeys, ModalScreen[RunOutcome]):
             return
         confirm(self.change_ref)
 
-    def _start(self, command: str, forks: int, timeout: float) -> None:
-        self.running = True
+    def _fill_rows(self) -> None:
+        """One pending row per host."""
         self.results = {}
-        self.set_class(True, "-running")
-        for widget in self.query("#run-form Input, #run-form Button"):
-            widget.disabled = True
         table = self.query_one("#run-results", DataTable)
         table.clear()
         for host in self.hosts:
@@ -314,14 +448,21 @@ class RunDialog(ReportsWorkerErrors, KeepsEarlyKeys, ModalScreen[RunOutcome]):
                 Text(""),
                 key=host.name,
             )
-        table.focus()
         progress = self.query_one("#run-progress", ProgressBar)
         progress.update(total=len(self.hosts), progress=0)
+
+    def _start(self, command: str, forks: int, timeout: float) -> None:
+        self.running = True
+        self.set_class(True, "-running")
+        for widget in self.query("#run-form Input, #run-form Button, #run-observe"):
+            widget.disabled = True
+        self._fill_rows()
+        self.query_one("#run-results", DataTable).focus()
         self._update_summary()
-        self._run_worker = self._run(command, forks, timeout)
+        self._run_worker = self._run(command, forks, timeout, mutating=not self.observe)
 
     @work(exclusive=True, exit_on_error=False, group="run", description="Run command")
-    async def _run(self, command: str, forks: int, timeout: float) -> None:
+    async def _run(self, command: str, forks: int, timeout: float, mutating: bool) -> None:
         runner = FleetRunner(self.services)
 
         def started(host: Host) -> None:
@@ -333,10 +474,14 @@ class RunDialog(ReportsWorkerErrors, KeepsEarlyKeys, ModalScreen[RunOutcome]):
         try:
             results = await runner.run(
                 self.hosts, command, forks=forks, timeout=timeout,
-                on_start=started, on_result=finished, change_ref=self.change_ref,
+                on_start=started, on_result=finished, mutating=mutating,
+                change_ref=self.change_ref if mutating else None,
             )
         except ChangeRequired as exc:
-            self.post_message(self.RunRefused(exc.decision.reason))
+            self.post_message(self.RunRefused(gate_refusal(exc.decision.reason)))
+            return
+        except ObserveRefused as exc:
+            self.post_message(self.RunRefused(observe_refusal(exc)))
             return
         except asyncio.CancelledError:
             self.post_message(self.RunEnded(RunOutcome([], dict(runner.unknown_keys), True)))
@@ -366,10 +511,15 @@ class RunDialog(ReportsWorkerErrors, KeepsEarlyKeys, ModalScreen[RunOutcome]):
         self._update_summary()
 
     def on_run_dialog_run_refused(self, message: RunRefused) -> None:
-        """Show the change gate's reason; no host ran the command."""
+        """Show why the run was refused; no host ran the command."""
+        self._refuse(message.text)
+
+    def _refuse(self, text: str) -> None:
+        """Every host refused with ``text`` as the reason; the form is usable again."""
+        self._fill_rows()
         for host in self.hosts:
             self._set_state(host.name, "refused")
-        self.query_one("#run-error", Static).update(f"Refused by the change gate: {message.reason}")
+        self.query_one("#run-error", Static).update(text)
         self._finish()
 
     def on_run_dialog_run_ended(self, message: RunEnded) -> None:
@@ -402,7 +552,7 @@ class RunDialog(ReportsWorkerErrors, KeepsEarlyKeys, ModalScreen[RunOutcome]):
     def _finish(self) -> None:
         self.running = False
         self.set_class(False, "-running")
-        for widget in self.query("#run-form Input, #run-form Button"):
+        for widget in self.query("#run-form Input, #run-form Button, #run-observe"):
             widget.disabled = False
         self._update_summary()
 

@@ -15,7 +15,7 @@ from ui_fixtures import fixed_clock, fleet, fleet_groups, open_services, render_
 
 from itop_tui.app import ItopApp
 from itop_tui.domain.models import Host
-from itop_tui.screens.confirm import ChoiceDialog, ConfirmDialog
+from itop_tui.screens.confirm import ChoiceDialog
 from itop_tui.screens.host_form import HostForm
 from itop_tui.screens.import_dialog import ImportDialog
 from itop_tui.screens.inventory import InventoryScreen
@@ -97,17 +97,18 @@ async def test_run_dialog_validates_and_cancels(tmp_path: Path) -> None:
     assert results == ["cancelled"]
 
 
-async def test_production_run_asks_first(tmp_path: Path) -> None:
+async def test_production_run_without_a_change_is_refused_at_once(tmp_path: Path) -> None:
     services = local_services(tmp_path, status="production")
     app = ItopApp(services, clock=fixed_clock)
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot)
         await pilot.press("r", *"true", "enter")
-        await pilot.pause()
-        assert isinstance(app.screen, ConfirmDialog)
-        await pilot.press("enter")  # "No" has the focus
         await settle(pilot)
-        assert isinstance(app.screen, RunDialog) and not app.screen.running
+        # No change covers "here": no "Run on production?" question, the gate's reason at once.
+        dialog = app.screen
+        assert isinstance(dialog, RunDialog) and not dialog.running
+        error = render_text(dialog.query_one("#run-error", Static).content)  # type: ignore[arg-type]
+        assert error.startswith("Refused by the change gate: here is a production host"), error
     assert not [e for e in services.audit.events() if e.action == "run"]
 
 

@@ -89,11 +89,20 @@ async def test_refused_without_a_change_with_the_reason_shown(tmp_path: Path) ->
     mark = tmp_path / "refused"
     app = ItopApp(services, clock=fixed_clock)
     async with app.run_test(size=SIZE) as pilot:
-        dialog = await run_in_dialog(app, pilot, f"touch {mark}")
+        await settle(pilot)
+        await pilot.press("r")
+        await settle(pilot)
+        dialog = app.screen
+        assert isinstance(dialog, RunDialog)
         assert "No active change covers the production hosts" in text_of(dialog, "#run-change")
+        await pilot.press(*f"touch {mark}", "enter")
+        await settle(pilot)
+        # The gate is certain to refuse: no "Run on production?" first, the reason at once.
+        assert app.screen is dialog
         assert dialog.change_ref is None
-        error = text_of(dialog, "#run-error")
+        error = " ".join(text_of(dialog, "#run-error").split())
         assert error.startswith("Refused by the change gate: here is a production host"), error
+        assert "Turn on Observe (ctrl+o)" in error and "--" not in error, error
         assert state_of(dialog) == "refused"
         assert not dialog.running
     assert not mark.exists()
