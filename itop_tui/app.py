@@ -254,7 +254,9 @@ class ItopApp(App[None]):
     async def on_event(self, event: events.Event) -> None:
         """Route keys one at a time; everything else as Textual does."""
         if isinstance(event, events.Key) and not event.is_forwarded:
-            if self._key_in_flight:
+            # Queued behind any key still waiting its turn, not only behind the one
+            # in flight: between two keys the next is scheduled but not yet routed.
+            if self._key_in_flight or self._pending_keys:
                 self._pending_keys.append(event)
             else:
                 await self._route_key(event)
@@ -311,7 +313,12 @@ class ItopApp(App[None]):
             self._key_timeout.cancel()
             self._key_timeout = None
         if self._pending_keys:
-            self.call_next(self._route_key, self._pending_keys.popleft())
+            self.call_next(self._route_next_key)
+
+    async def _route_next_key(self) -> None:
+        # Taken from the queue only now: a key that arrived meanwhile queued behind it.
+        if self._pending_keys and not self._key_in_flight:
+            await self._route_key(self._pending_keys.popleft())
 
     def format_title(self, title: str, sub_title: str) -> Content:
         """``itop · Inventory [READ-ONLY] — user (role) · config`` for the header."""
