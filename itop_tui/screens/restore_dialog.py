@@ -138,6 +138,8 @@ class RestoreDialog(ReportsWorkerErrors, ModalScreen[str | None]):
         self.host = host
         self.runs: list[BackupRun] = []
         self.dry_run_of: Choice | None = None
+        self._default_target = ""
+        """The directory last filled in for the highlighted run (not typed by anyone)."""
         """The choice the dry run shown was made for: the restore button needs it to match."""
         self.cancel_event: asyncio.Event | None = None
         """Set while a restore runs; setting it cancels the restore."""
@@ -221,7 +223,12 @@ class RestoreDialog(ReportsWorkerErrors, ModalScreen[str | None]):
         run_id = self.run_id
         if run_id is None:
             return
-        self.query_one("#restore-target", Input).value = default_target(self.job, run_id)
+        target = self.query_one("#restore-target", Input)
+        # The directory follows the run only while nobody typed one: a run list
+        # that loads late must not overwrite what is being typed.
+        if target.value.strip() in ("", self._default_target):
+            self._default_target = default_target(self.job, run_id)
+            target.value = self._default_target
         self._list_files(run_id)
 
     @work(exclusive=True, exit_on_error=False, group="restore-files", description="List files")

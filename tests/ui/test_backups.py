@@ -530,3 +530,30 @@ def test_history_is_newest_first_with_the_arrow_down(tmp_path: Path) -> None:
     table.set_rows(run_row(r) for r in runs)
     assert [r.run.id for r in table.rows()] == ["BKR-3", "BKR-2", "BKR-1"]
     assert table.sort_reverse  # drawn as "Started ▼"
+
+
+async def test_restore_directory_typed_is_kept_when_the_run_list_comes_late(
+    tmp_path: Path,
+) -> None:
+    services, _source = setup_job(tmp_path)
+    app = ItopApp(services)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await open_pane(pilot)
+        await run_backup(pilot, screen)
+        await pilot.press("R")
+        await wait_until(pilot, lambda: isinstance(pilot.app.screen, RestoreDialog), what="dialog")
+        dialog = pilot.app.screen
+        assert isinstance(dialog, RestoreDialog)
+        target_input = dialog.query_one("#restore-target", Input)
+        await wait_until(pilot, lambda: target_input.value.startswith("/var/tmp/itop-restore/"),
+                         what="the default directory")
+        target_input.value = "/srv/restore-here"
+        # The run list read again (as when it arrives after the typing started).
+        dialog.post_message(RestoreDialog.RunsLoaded(list(reversed(dialog.runs))))
+        await settle(pilot)
+        assert target_input.value == "/srv/restore-here"
+        # Left at its default, the directory follows the run.
+        target_input.value = ""
+        dialog.post_message(RestoreDialog.RunsLoaded(list(reversed(dialog.runs))))
+        await wait_until(pilot, lambda: target_input.value.startswith("/var/tmp/itop-restore/"),
+                         what="the default again")
