@@ -33,6 +33,7 @@ from itop_tui.domain.models import (
     Host,
     Inventory,
     ValidationError,
+    host_change_detail,
 )
 from itop_tui.domain.output import strip_control
 from itop_tui.domain.output_groups import format_groups, group_results
@@ -912,7 +913,7 @@ def cmd_inventory_set(args: argparse.Namespace) -> int:
         updated = services.inventory.update_host(args.name, **changes)
     except KeyError:
         raise _unknown_host(args.name) from None
-    services.audit.append("inventory.set", args.name, changes)
+    services.audit.append("inventory.set", args.name, host_change_detail(host, changes))
     print(f"updated {updated.name}: {', '.join(sorted(changes))}")
     return EXIT_OK
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -109,6 +110,16 @@ class Host:
         else:
             values["port"] = None
         return cls(**values)
+
+
+def host_change_detail(before: Host, changes: Mapping[str, Any]) -> dict[str, Any]:
+    """The audit detail of an edit of ``before``: each changed field's new value, and
+    under ``previous`` the values it replaced (``class`` named as stored)."""
+    old = before.to_dict()
+    names = {key: "class" if key == "host_class" else key for key in changes}
+    detail: dict[str, Any] = {names[key]: value for key, value in changes.items()}
+    detail["previous"] = {names[key]: old.get(names[key]) for key in changes}
+    return detail
 
 
 @dataclass

@@ -21,6 +21,7 @@ from itop_tui.domain.models import (
     HOST_STATUSES,
     Host,
     ValidationError,
+    host_change_detail,
 )
 from itop_tui.screens.early_keys import KeepsEarlyKeys
 from itop_tui.screens.worker_errors import ReportsWorkerErrors, describe_error
@@ -236,9 +237,8 @@ class HostForm(ReportsWorkerErrors, KeepsEarlyKeys, ModalScreen[Host | None]):
                 saved = inventory.update_host(self.original.name, **changed) if changed else self.original
                 if changed:
                     self.services.audit.append(
-                        "inventory.set",
-                        self.original.name,
-                        {"fields": sorted("class" if k == "host_class" else k for k in changed)},
+                        "inventory.set", self.original.name,
+                        host_change_detail(self.original, changed),
                     )
         except ValidationError as exc:
             self.post_message(self.Refused(exc.field, exc.message))

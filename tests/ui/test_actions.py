@@ -185,7 +185,10 @@ async def test_edit_host_saves_changed_fields(fleet_services: Services) -> None:
     stored = fleet_services.inventory.get_host("cache01")
     assert stored is not None and stored.status == "production" and stored.notes == "moved to prod"
     edits = [e for e in fleet_services.audit.events() if e.action == "inventory.set"]
-    assert edits[-1].target == "cache01" and edits[-1].detail == {"fields": ["notes", "status"]}
+    assert edits[-1].target == "cache01"
+    # What it became and what it was, as the CLI records an edit.
+    assert edits[-1].detail == {"notes": "moved to prod", "status": "production",
+                                "previous": {"notes": "", "status": "staging"}}
 
 
 async def test_import_dialog_shows_counts_then_file_line_errors(tmp_path: Path) -> None:

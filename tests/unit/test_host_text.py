@@ -1,7 +1,8 @@
-"""How discovered facts read in the host detail: filesystems as df counts them."""
+"""How hosts read in the detail and in the audit log: filesystems as df counts them, edits."""
 
 from __future__ import annotations
 
+from itop_tui.domain.models import Host, host_change_detail
 from itop_tui.widgets.host_facts import format_fact
 
 GIB = 1024**3
@@ -18,3 +19,10 @@ def test_filesystem_use_is_of_the_room_users_have_as_df_counts_it() -> None:
 def test_filesystem_without_avail_falls_back_to_the_size() -> None:
     fs = {"mount": "/data", "size": 40 * GIB, "used": 10 * GIB}
     assert format_fact("filesystems", [fs]) == "/data 40.0GiB 25% used"
+
+
+def test_an_edit_is_audited_with_what_it_became_and_what_it_was() -> None:
+    before = Host(name="db01", status="staging", host_class="vm", notes="")
+    detail = host_change_detail(before, {"status": "production", "host_class": "server"})
+    assert detail == {"status": "production", "class": "server",
+                      "previous": {"status": "staging", "class": "vm"}}
