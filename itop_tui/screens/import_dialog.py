@@ -137,6 +137,7 @@ class ImportDialog(ReportsWorkerErrors, KeepsEarlyKeys, ModalScreen[ImportOutcom
         text = f"{outcome.path}: {outcome.added} added, {outcome.updated} updated"
         if outcome.groups:
             text += f", {outcome.groups} groups"
+        text += " · Esc closes and lists them (or import another file)"
         if outcome.warnings:
             text += f"\n{len(outcome.warnings)} skipped: " + "\n".join(outcome.warnings[:5])
         result.update(text)
