@@ -392,7 +392,7 @@ class InventoryScreen(ReportsWorkerErrors, Screen[None]):
         label = next(c.label for c in COLUMNS if c.key == table.sort_column)
         parts.append(f"sort: {label} {table.sort_arrow()}")
         if self.pending_keys:
-            parts.append(f"{len(self.pending_keys)} unknown host keys (t)")
+            parts.append(f"{self._pending_key_count()} unknown host keys (t)")
         if self.services.read_only:
             parts.append("READ-ONLY")
         return " · ".join(parts)
@@ -610,8 +610,34 @@ class InventoryScreen(ReportsWorkerErrors, Screen[None]):
 
         self.app.push_screen(ImportDialog(self.services), closed)
 
+    def _pending_key_count(self) -> int:
+        """Distinct unknown keys waiting: one per host:port and key, however many hosts met it."""
+        return len({_key_identity(u) for u in self.pending_keys.values()})
+
+    def _drop_known_keys(self) -> None:
+        """Forget waiting keys that are trusted by now (in this pass, or by ``itop trust``)."""
+        from itop_tui.services.transport import TransportError
+
+        known_hosts = self.services.transports.known_hosts
+        for name, unknown in list(self.pending_keys.items()):
+            try:
+                status = known_hosts.check(unknown.key_host, unknown.port, unknown.key_data)
+            except (OSError, TransportError) as exc:
+                self.app.notify(f"Cannot read the known hosts: {exc}", severity="error",
+                                markup=False)
+                return
+            if status == "known":
+                del self.pending_keys[name]
+
     def action_trust_keys(self) -> None:
-        """Ask, one host at a time, whether to trust the unknown host keys met so far."""
+        """Ask, one key at a time, whether to trust the unknown host keys met so far.
+
+        Jump hosts' keys come first: trusting one lets the hosts behind it be
+        reached, whose own keys are then read and asked about. One answer
+        covers every host that met the same key at the same host:port.
+        """
+        self._drop_known_keys()
+        self._view_changed()
         if not self.pending_keys:
             self.app.notify(
                 "No unknown host keys waiting. They are collected when a run or a "
@@ -621,14 +647,69 @@ class InventoryScreen(ReportsWorkerErrors, Screen[None]):
             return
         if self._blocked("trusting host keys") or self._not_operator("trust host keys"):
             return
-        name, unknown = next(iter(self.pending_keys.items()))
+        name, unknown = next(
+            ((n, u) for n, u in self.pending_keys.items() if u.jump_for is not None),
+            next(iter(self.pending_keys.items())),
+        )
+        identity = _key_identity(unknown)
 
         def answered(trusted: bool | None) -> None:
-            self.pending_keys.pop(name, None)
+            same = [n for n, u in self.pending_keys.items() if _key_identity(u) == identity]
+            behind_hop = [n for n in same if self.pending_keys[n].jump_for is not None]
+            for other in same:
+                del self.pending_keys[other]
             self._view_changed()
-            if self.pending_keys:
+            if trusted and behind_hop:
+                self._read_keys_behind_hop(behind_hop)
+            elif self.pending_keys:
                 self.action_trust_keys()
 
         from itop_tui.screens.trust_dialog import TrustDialog
 
         self.app.push_screen(TrustDialog(self.services, name, unknown), answered)
+
+    @work(exclusive=True, exit_on_error=False, group="trust-read", description="Read host keys")
+    async def _read_keys_behind_hop(self, names: list[str]) -> None:
+        """Read the own keys of ``names`` through their newly trusted jump host, then go on asking.
+
+        Unknown ones (or a further hop's) join the waiting keys; known ones
+        are not asked about.
+        """
+        from itop_tui.services.transport import HostKeyChanged, HostKeyUnknown, TransportError
+
+        pool = self.services.transports
+        hosts = self.inventory.hosts if self.inventory is not None else {}
+        for name in names:
+            host = hosts.get(name)
+            if host is None:
+                continue
+            try:
+                found = await pool.fetch_host_key(host)
+                status = pool.known_hosts.check(found.host, found.port, found.key_data)
+            except HostKeyUnknown as hop:
+                self.pending_keys[name] = HostKeyUnknown(
+                    hop.host, hop.port, hop.fingerprint, hop.key_data,
+                    key_host=hop.key_host, jump_for=hop.jump_for or name,
+                )
+                continue
+            except (TransportError, OSError) as exc:
+                self.app.notify(
+                    f"Could not read the host key of {name}: {exc}. Discover it again to see it.",
+                    severity="warning", markup=False,
+                )
+                continue
+            if status == "unknown":
+                self.pending_keys[name] = HostKeyUnknown(
+                    name, found.port, found.fingerprint, found.key_data, key_host=found.host
+                )
+            elif isinstance(status, tuple):
+                changed = HostKeyChanged(name, found.port, status[1], found.fingerprint)
+                self.app.notify(str(changed), severity="error", timeout=20, markup=False)
+        self._view_changed()
+        if self.pending_keys:
+            self.action_trust_keys()
+
+
+def _key_identity(unknown: HostKeyUnknown) -> tuple[str, int, str]:
+    """What makes a key distinct: where it was presented and the key itself (comment dropped)."""
+    return (unknown.key_host or unknown.host, unknown.port, " ".join(unknown.key_data.split()[:2]))

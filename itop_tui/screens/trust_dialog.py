@@ -22,22 +22,32 @@ from itop_tui.services.transport import HostKeyUnknown, TransportError
 def key_location(unknown: HostKeyUnknown) -> str:
     """The name the key is stored under in known_hosts.
 
-    The transport pool reports it as ``key_host`` (the HostName after ssh
-    config, or the ProxyJump hop the key belongs to); a bare
-    :class:`HostKeyUnknown` only knows the host it was asked for.
+    The transport reports it as ``key_host`` (the HostName after ssh config,
+    or the ProxyJump hop's address when the key belongs to the hop).
     """
-    key_host = getattr(unknown, "key_host", None)
-    return key_host if isinstance(key_host, str) and key_host else unknown.host
+    return unknown.key_host or unknown.host
+
+
+def key_owner(name: str, unknown: HostKeyUnknown) -> str:
+    """Who presented the key: the host, where, and whose jump host it is.
+
+    ``name`` is the inventory host that met the key; when the key came from
+    a ProxyJump hop on the way to it, the hop is named, not ``name``.
+    """
+    location = key_location(unknown)
+    where = location if unknown.port in (None, 22) else f"{location} port {unknown.port}"
+    if unknown.jump_for is not None:
+        return f"{unknown.host} ({where}), the jump host of {unknown.jump_for},"
+    return name if where == name else f"{name} ({where})"
 
 
 def key_question(name: str, unknown: HostKeyUnknown) -> Text:
     """The question: which host, where, and the SHA256 fingerprint to check."""
-    location = key_location(unknown)
-    where = location if unknown.port in (None, 22) else f"{location} port {unknown.port}"
     text = Text()
-    text.append(name, style="bold")
-    if where != name:
-        text.append(f" ({where})")
+    owner = key_owner(name, unknown)
+    head, sep, rest = owner.partition(" ")
+    text.append(head, style="bold")
+    text.append(sep + rest)
     text.append(" presented a host key that itop does not know.\n\n")
     text.append("Fingerprint  ")
     text.append(unknown.fingerprint, style="bold yellow")
@@ -113,7 +123,8 @@ class TrustDialog(ReportsWorkerErrors, ModalScreen[bool]):
 
     def on_trust_dialog_stored(self, message: Stored) -> None:
         """Close with yes."""
-        self.app.notify(f"Trusted the host key of {self.host_name}.", markup=False)
+        owner = key_owner(self.host_name, self.unknown).removesuffix(",")
+        self.app.notify(f"Trusted the host key of {owner}.", markup=False)
         self.dismiss(True)
 
     def on_trust_dialog_refused(self, message: Refused) -> None:

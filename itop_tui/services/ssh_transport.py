@@ -171,7 +171,10 @@ class SSHTransport:
         A pooled connection found dead when the channel opens is replaced once.
         """
         for attempt in range(2):
-            pooled = await self._pool.connection(self._spec)
+            try:
+                pooled = await self._pool.connection(self._spec)
+            except HostKeyUnknown as exc:
+                raise _naming_target(exc, self.host) from None
             await pooled.slots.acquire()
             try:
                 chan, _session = await pooled.conn.create_session(
@@ -307,6 +310,24 @@ class SSHTransport:
             pooled.slots.release()
             if not session.closed:
                 _stop(chan)
+
+
+def _naming_target(error: HostKeyUnknown, target: str) -> HostKeyUnknown:
+    """``error`` as met on the way to ``target``: a ProxyJump hop's key says whose hop it is.
+
+    The pool raises the same exception object to every host sharing the hop,
+    so a new one is built for this target rather than changing that one.
+    """
+    if error.jump_for is not None or error.host == target:
+        return error
+    return HostKeyUnknown(
+        error.host,
+        error.port,
+        error.fingerprint,
+        error.key_data,
+        key_host=error.key_host,
+        jump_for=target,
+    )
 
 
 async def _first(*events: asyncio.Event) -> None:

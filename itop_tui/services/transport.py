@@ -69,17 +69,40 @@ class HostKeyUnknown(TransportError):
 
     ``fingerprint`` is the SHA256 fingerprint, ``key_data`` the OpenSSH public
     key line, so the UI can ask and :meth:`KnownHosts.trust` can store it.
+    ``key_host`` and ``port`` are where the key was presented (the known_hosts
+    name: HostName or HostKeyAlias after ssh config). ``jump_for`` is set when
+    ``host`` is a ProxyJump hop on the way to that inventory host: the key is
+    the hop's, not the target's.
     """
 
-    def __init__(self, host: str, port: int, fingerprint: str, key_data: str) -> None:
-        super().__init__(
-            f"{host}: host key is not known (SHA256 fingerprint {fingerprint}). "
-            f"Check it, then run `itop trust {host}` to trust it."
-        )
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        fingerprint: str,
+        key_data: str,
+        *,
+        key_host: str | None = None,
+        jump_for: str | None = None,
+    ) -> None:
+        if jump_for is None:
+            message = (
+                f"{host}: host key is not known (SHA256 fingerprint {fingerprint}). "
+                f"Check it, then run `itop trust {host}` to trust it."
+            )
+        else:
+            message = (
+                f"{jump_for}: the host key of its jump host {host} is not known "
+                f"(SHA256 fingerprint {fingerprint}). "
+                f"Check it, then run `itop trust {jump_for}` to trust it."
+            )
+        super().__init__(message)
         self.host = host
         self.port = port
         self.fingerprint = fingerprint
         self.key_data = key_data
+        self.key_host = key_host or host
+        self.jump_for = jump_for
 
 
 class HostKeyChanged(TransportError):

@@ -601,6 +601,35 @@ async def test_proxyjump_hop_key_is_checked_strictly(
         await pool.close()
 
 
+async def test_unknown_hop_key_names_the_hop_and_each_host_behind_it(
+    trusted_settings: Settings, sshd: SshdHarness
+) -> None:
+    # Nothing trusted: the hop (127.0.0.1) is met first, and its key is reported as the hop's.
+    trusted_settings.known_hosts_path.write_text("")
+    pool = TransportPool(trusted_settings)
+    other = Host(name="also-behind", address="127.0.0.2", port=sshd.port, proxy_jump="testhost")
+    try:
+        errors: list[HostKeyUnknown] = []
+        for host in (JUMPED, other):
+            with pytest.raises(HostKeyUnknown) as info:
+                await pool.for_host(host).run("true")
+            errors.append(info.value)
+        for error, target in zip(errors, (JUMPED.name, other.name), strict=True):
+            assert (error.host, error.key_host, error.port) == ("testhost", "127.0.0.1", sshd.port)
+            assert error.jump_for == target
+            assert error.fingerprint == sshd.host_key_fingerprint()
+            assert str(error).startswith(f"{target}: the host key of its jump host testhost ")
+            assert f"itop trust {target}" in str(error)
+        # The target's own key, met once the hop is trusted, is not a hop's.
+        pool.trust_unknown(errors[0])
+        with pytest.raises(HostKeyUnknown) as info:
+            await pool.for_host(JUMPED).run("true")
+        assert (info.value.host, info.value.key_host) == (JUMPED.name, "127.0.0.2")
+        assert info.value.jump_for is None
+    finally:
+        await pool.close()
+
+
 async def test_host_fields_override_the_ssh_config(
     pool: TransportPool, sshd: SshdHarness, tmp_path: Path
 ) -> None:
