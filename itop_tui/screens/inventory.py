@@ -151,6 +151,17 @@ class InventoryScreen(ReportsWorkerErrors, Screen[None]):
         Binding("escape", "escape", "Cancel / show all", show=False),
     ]
 
+    AGES_REFRESH_SECONDS: ClassVar[float] = 30.0
+    """Seconds between two recomputations of the "Last seen" ages while the pane is on top."""
+
+    class AgesRefreshed(Message):
+        """The rows of ``inventory`` computed again at a later "now" (the ages moved)."""
+
+        def __init__(self, inventory: Inventory, rows: list[HostRow]) -> None:
+            super().__init__()
+            self.inventory = inventory
+            self.rows = rows
+
     class InventoryLoaded(Message):
         """A fresh inventory snapshot, with what the widgets need precomputed.
 
@@ -240,6 +251,22 @@ class InventoryScreen(ReportsWorkerErrors, Screen[None]):
         self.query_one("#operation").display = False
         self.load_inventory()
         follow_store(self, self.store_watch, self.action_reload)
+        self.set_interval(self.AGES_REFRESH_SECONDS, self._refresh_ages, name="ages")
+
+    def _refresh_ages(self) -> None:
+        if self.is_active and self.inventory is not None:
+            self._compute_ages(self.inventory)
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="ages",
+          description="Refresh the ages")
+    def _compute_ages(self, inventory: Inventory) -> None:
+        now = self.clock()
+        self.post_message(self.AgesRefreshed(inventory, [host_row(h, now) for h in inventory.hosts.values()]))
+
+    def on_inventory_screen_ages_refreshed(self, message: AgesRefreshed) -> None:
+        """Repaint the cells whose age changed (a reload meanwhile made these rows old)."""
+        if message.inventory is self.inventory:
+            self.table.update_rows(message.rows)
 
     @property
     def table(self) -> HostTable:

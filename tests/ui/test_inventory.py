@@ -7,13 +7,14 @@ import asyncio
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
 from change_fixtures import as_person, change_services, ready_spec
 from perf_fixtures import SourceBox, perf_app, scripted_factory, wait_until
 from textual.content import Content
 from textual.screen import Screen
 from textual.widgets import Footer, OptionList, Static
 from textual.widgets._footer import FooterKey
-from ui_fixtures import fixed_clock, render_text, settle
+from ui_fixtures import FIXED_NOW, fixed_clock, render_text, settle
 
 import itop_tui.app as app_module
 from itop_tui.app import PANES, ItopApp
@@ -460,3 +461,30 @@ async def test_a_change_approved_elsewhere_reaches_header_and_banner_without_a_k
                          "the header to name the change")
         await wait_until(pilot, lambda: f"{ref} active, " in banner.text, 5,
                          "the banner to name the change")
+
+
+class TickingApp(ItopApp):
+    """The app whose Inventory pane recomputes ages often (the clock is the test's)."""
+
+    CSS_PATH = str(Path(app_module.__file__).parent / "app.tcss")
+
+
+async def test_last_seen_ages_move_on_without_a_key(
+    fleet_services: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(InventoryScreen, "AGES_REFRESH_SECONDS", 0.2)
+    now = [FIXED_NOW]
+    app = TickingApp(fleet_services, clock=lambda: now[0])
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        table = table_of(app)
+
+        def last_seen(name: str) -> str:
+            row = table.row(name)
+            assert row is not None
+            return row.cells[-1].text
+
+        assert last_seen("web01") == "5m ago"
+        now[0] = FIXED_NOW + timedelta(hours=2)
+        await wait_until(pilot, lambda: last_seen("web01") == "2h ago", what="the age moved on")
+        assert last_seen("web02") == "2h ago"  # 2h10m
