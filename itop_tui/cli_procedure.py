@@ -673,6 +673,21 @@ def cmd_retry(args: argparse.Namespace) -> int:
         run.id, force=bool(args.force), change_id=change_id))
 
 
+def _print_pending_facts(services: Services, run_id: str) -> None:
+    """Say what is approved (step, hosts, command, variables) before it is recorded."""
+    from itop_tui.ops.approval_facts import pending_facts
+
+    _procedures, runs = _repositories(services)
+    run = runs.require(run_id)
+    if run.pending is None:
+        return
+    hosts = (run.pending.hosts or run.targets)[:1]
+    addresses = {name: host.connect_address for name in hosts
+                 if (host := services.inventory.get_host(name)) is not None}
+    for line in pending_facts(run, addresses):
+        print(clean(line))
+
+
 @_guarded
 def cmd_approve(args: argparse.Namespace) -> int:
     """``itop procedure approve RUN [--comment TEXT]``."""
@@ -680,6 +695,7 @@ def cmd_approve(args: argparse.Namespace) -> int:
 
     run_id = _run_id(args.run)
     services = open_services(args)
+    _print_pending_facts(services, run_id)
     try:
         run = ProcedureRunner(services).approve(run_id, comment=args.comment)
     except PermissionDenied as exc:

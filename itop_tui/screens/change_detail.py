@@ -60,6 +60,7 @@ from itop_tui.screens.confirm import ChoiceDialog, ConfirmDialog
 from itop_tui.screens.worker_errors import ReportsWorkerErrors, describe_error
 from itop_tui.services.change_repo import ChangeNotFound
 from itop_tui.services.context import ReadOnlyError
+from itop_tui.services.procedure_repo import FINAL_STATUSES as FINISHED_RUNS
 
 ACTION_KEYS: tuple[tuple[str, str, str], ...] = (
     ("edit", "e", "Edit"),
@@ -112,6 +113,13 @@ class ChangeView:
     warnings: list[str]
     approvers: list[str]
     backups: list[BackupStatus]
+
+
+def action_label(change: Change, action: str, label: str) -> str:
+    """What the key does for this change: ``i`` in implement records the outcome or continues."""
+    if action == "implement" and change.state == "implement":
+        return "Continue" if change.implementation else "Record outcome"
+    return label
 
 
 def _clean(text: str) -> str:
@@ -212,6 +220,7 @@ def change_text(view: ChangeView, now: datetime) -> Text:
 
     heading("Actions")
     for action, key, label in ACTION_KEYS:
+        label = action_label(change, action, label)
         why = view.actions.get(action, "not an action of this change")
         if why is None:
             out.append(f"  {key}  {label}\n", style="bold green")
@@ -384,7 +393,8 @@ class ChangeDetailScreen(ReportsWorkerErrors, Screen[None]):
     def _next_hint(self) -> str:
         if self.view is None:
             return ""
-        allowed = [label for action, key, label in ACTION_KEYS
+        allowed = [action_label(self.view.change, action, label)
+                   for action, _key, label in ACTION_KEYS
                    if self.view.actions.get(action, "") is None and action != "note"]
         where = f"{self.ref} {state_phrase(self.view.change.state)}"
         if not allowed:
@@ -599,7 +609,18 @@ class ChangeDetailScreen(ReportsWorkerErrors, Screen[None]):
                 f"Back out {change.ref}", f"Run {change.backout} on {hosts} now?",
                 yes="Back out"), backout)
             return
-        if not change.implementation:
+        if change.state == "implement" and not change.implementation:
+            # Already being implemented by hand: what is left is the outcome.
+            self.implement(change, values)
+            return
+        if change.state == "implement":
+            earlier = change.linked_run("implementation")
+            unfinished = (f"; its unfinished run {earlier.id} ({earlier.status}) is resumed"
+                          if earlier is not None and earlier.status not in FINISHED_RUNS else "")
+            question = (f"{change.ref} is being implemented. Continue with {change.implementation} "
+                        f"on {hosts} now{unfinished}? When it fails, you are asked whether to "
+                        f"run the backout procedure ({change.backout or 'none: back out by hand'}).")
+        elif not change.implementation:
             question = (f"{change.ref} has no implementation procedure: the work is done by "
                         f"hand on {hosts}. Start implementing it now?")
         else:
@@ -611,8 +632,10 @@ class ChangeDetailScreen(ReportsWorkerErrors, Screen[None]):
             if yes:
                 self.implement(change, values)
 
-        self.app.push_screen(ConfirmDialog(f"Implement {change.ref}", question,
-                                           yes="Implement"), implement)
+        going_on = change.state == "implement"
+        self.app.push_screen(ConfirmDialog(f"{'Continue implementing' if going_on else 'Implement'} "
+                                           f"{change.ref}", question,
+                                           yes="Continue" if going_on else "Implement"), implement)
 
     def _backout_by_hand(self, change: Change, comment: str) -> Change:
         return self.workflow.act(change.ref, "backout", ActionInput(comment=comment))
@@ -691,13 +714,18 @@ class ChangeDetailScreen(ReportsWorkerErrors, Screen[None]):
         self._end_run("Implement", result, None)
 
     async def _implement_by_hand(self, change: Change) -> None:
-        try:
-            current = self.workflow.act(change.ref, "implement")
-        except REFUSALS as exc:
-            self._end_run("Implement", None, describe_error(exc))
-            return
+        """Start implementing by hand (unless already in implement), then ask how it went."""
+        current = change
+        if change.state != "implement":
+            try:
+                current = self.workflow.act(change.ref, "implement")
+            except REFUSALS as exc:
+                self._end_run("Implement", None, describe_error(exc))
+                return
         outcome = await self._wait(ChoiceDialog(
-            f"{current.ref} is being implemented by hand: how did it go?",
+            f"{current.ref} is being implemented by hand on {', '.join(current.hosts)}: "
+            "how did it go? Succeeded sends it to review; failed leaves it failed (back it "
+            "out with b).",
             [("Succeeded", "succeeded"), ("Failed", "failed"), ("Not done yet", "")]))
         if not outcome:
             self.running = False

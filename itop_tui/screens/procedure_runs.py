@@ -22,6 +22,7 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Markdown, Static
 
+from itop_tui.ops.approval_facts import pending_facts
 from itop_tui.ops.procedure_report import ReplayStep, replay, run_report
 from itop_tui.ops.procedure_runner import ProcedureRunner
 from itop_tui.screens.procedure_access import ShowsAllowedKeys, approve_refusal, run_refusal
@@ -339,11 +340,29 @@ class ProcedureRunsScreen(ReportsWorkerErrors, ShowsAllowedKeys):
             self.app.push_screen(ProcedureRunScreen(self.services, run_id=run.id, then="retry"))
 
     def action_approve(self) -> None:
-        """Approve what the selected run waits for."""
+        """Approve what the selected run waits for, after showing what that is."""
         run = self.selected
         if run is None or run.pending is None:
             return
+        self._approval_facts(run)
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="facts",
+          description="Read what is approved")
+    def _approval_facts(self, run: ProcedureRun) -> None:
+        """Render what approving ``run`` allows (in a thread: it reads the host's address)."""
+        first = (run.pending.hosts or run.targets)[:1] if run.pending is not None else []
+        addresses = {}
+        for name in first:
+            host = self.services.inventory.get_host(name)
+            if host is not None:
+                addresses[name] = host.connect_address
+        facts = pending_facts(run, addresses)
+        self.app.call_from_thread(self._ask_approval, run, facts)
+
+    def _ask_approval(self, run: ProcedureRun, facts: list[str]) -> None:
         pending = run.pending
+        if pending is None:
+            return
 
         def answered(comment: str | None) -> None:
             if comment is not None:
@@ -351,8 +370,8 @@ class ProcedureRunsScreen(ReportsWorkerErrors, ShowsAllowedKeys):
 
         self.app.push_screen(CommentDialog(
             f"Approve step {pending.step} of {run.id}?",
-            f"{run.procedure_id} on {', '.join(run.targets[:6])}; asked by {pending.requested_by}: "
-            f"{pending.reason}. The run goes on once approved.",
+            "\n".join([*facts, f"Asked by {pending.requested_by} at {pending.requested_at}: "
+                       f"{pending.reason}. The run goes on once approved."]),
             required=False, action="approve"), answered)
 
     def action_reject(self) -> None:

@@ -78,15 +78,44 @@ def _fence(text: str, language: str) -> list[str]:
     return [f"{fence}{language}", *body.splitlines(), fence]
 
 
+def _code(text: str) -> str:
+    """``text`` as a Markdown code span, shown exactly as written (backslashes too).
+
+    The span's backticks are longer than any run of backticks inside, and
+    padded by a space when ``text`` starts or ends with one.
+    """
+    body = " ".join(strip_control(text).splitlines())
+    longest = max((len(run) for run in re.findall(r"`+", body)), default=0)
+    fence = "`" * (longest + 1)
+    pad = " " if body.startswith("`") or body.endswith("`") else ""
+    return f"{fence}{pad}{body}{pad}{fence}"
+
+
+def pattern_text(regex: str) -> str:
+    """A regex as the YAML holds it, said as a pattern: ``regex `/[^\\n]+```.
+
+    No slashes are added around it: a pattern that starts with ``/`` (a
+    path) would read ``//…/``.
+    """
+    return f"regex {_code(regex)}"
+
+
+def default_text(default: str) -> str:
+    """``default `x```, or ``default empty`` (an empty code span would show as two backticks)."""
+    return f"default {_code(default)}" if default else "default empty"
+
+
 def variable_rules(variable: Variable) -> str:
-    """``required, one of a, b`` and the like."""
+    """``required, one of a, b, matching regex `…`, default `x``` and the like."""
     rules = ["required" if variable.required else "optional"]
     if variable.secret:
         rules.append("secret (never shown or stored)")
     if variable.choices:
         rules.append("one of " + ", ".join(variable.choices))
     if variable.regex:
-        rules.append(f"matches `{variable.regex}`")
+        rules.append(f"matching {pattern_text(variable.regex)}")
+    if variable.default is not None:
+        rules.append(default_text(variable.default))
     return ", ".join(rules)
 
 
@@ -130,8 +159,6 @@ def procedure_markdown(stored: StoredProcedure) -> str:
         lines += ["## Variables", ""]
         for variable in procedure.variables:
             rules = variable_rules(variable)
-            if variable.default is not None:
-                rules += f", default `{_cell(variable.default)}`"
             about = f": {_cell(variable.description)}" if variable.description else ""
             lines.append(f"- **`{variable.name}`** ({rules}){about}")
         lines.append("")
@@ -146,7 +173,7 @@ def procedure_markdown(stored: StoredProcedure) -> str:
         if step.runs_command and step.expect.exit != (0,):
             expect.append("exit " + " or ".join(str(c) for c in step.expect.exit))
         if step.expect.regex:
-            expect.append(f"output matches `{step.expect.regex}`")
+            expect.append(f"output matching {pattern_text(step.expect.regex)}")
         if expect:
             lines += ["Expects " + ", ".join(expect) + ".", ""]
     return "\n".join(lines).rstrip() + "\n"

@@ -13,11 +13,14 @@ from typing import Any
 
 import pytest
 from change_fixtures import (
+    TOMORROW_22,
+    approved,
     as_person,
     change_services,
     fill,
     open_detail,
     open_pane,
+    ready_spec,
     seed_changes,
     status_text,
     workflow,
@@ -30,6 +33,7 @@ from ui_fixtures import fixed_clock, settle
 from itop_tui.app import ItopApp
 from itop_tui.domain.change import PENDING_STATES
 from itop_tui.domain.models import Host
+from itop_tui.ops.change_workflow import ChangeWorkflow
 from itop_tui.screens.change_detail import ChangeDetailScreen
 from itop_tui.screens.change_form import ChangeEditScreen, ChangeFormScreen, FieldsDialog
 from itop_tui.screens.change_upcoming import UpcomingScreen
@@ -38,7 +42,7 @@ from itop_tui.screens.changes import (
     ChangesScreen,
     parse_change_filter,
 )
-from itop_tui.screens.confirm import ConfirmDialog
+from itop_tui.screens.confirm import ChoiceDialog, ConfirmDialog
 from itop_tui.services.context import Services
 from itop_tui.settings import Settings
 
@@ -438,3 +442,50 @@ async def test_a_normal_change_from_draft_to_closed_over_ssh(
     # The linked runs went through the gate's rule for them: no refusal on the production host.
     assert not [e for e in alice.audit.events()
                 if e.action == "change.gate" and e.result == "refused"]
+
+
+async def test_implement_key_in_implement_asks_for_the_outcome_not_to_start(tmp_path: Path) -> None:
+    alice = change_services(tmp_path)
+    ref = approved(tmp_path, alice, ready_spec("Restart nginx", "web02")).ref
+    in_window = TOMORROW_22.replace(minute=10)
+    ChangeWorkflow(alice, clock=lambda: in_window).act(ref, "implement")
+    app = ItopApp(alice, clock=lambda: in_window)
+    async with app.run_test(size=(160, 48)) as pilot:
+        detail = await open_detail(pilot, ref)
+        assert detail.change is not None and detail.change.state == "implement"
+        body = status_text(app, "#change-body")
+        assert "i  Record outcome" in body and "i  Implement" not in body
+        await pilot.press("i")
+        await wait_for(pilot, lambda: isinstance(app.screen, ChoiceDialog), "the outcome question")
+        title = str(app.screen.query_one(".dialog-title", Static).content)
+        assert f"{ref} is being implemented by hand on web02: how did it go?" in title
+        assert "Start implementing" not in title
+        await pilot.click("#choice-0")  # Succeeded
+        await wait_for(pilot, lambda: not detail.running and detail.change is not None
+                       and detail.change.state == "review", "the recorded outcome")
+    log = [e.text for e in workflow(alice).get(ref).work_log]
+    # The key recorded the outcome; it did not start (or "continue") implementing again.
+    assert sum("implementation started" in t for t in log) == 1
+    assert not any("implementation continued" in t for t in log)
+
+
+async def test_implement_key_in_implement_with_a_procedure_offers_to_continue(
+        tmp_path: Path) -> None:
+    alice = change_services(tmp_path)
+    procedure = add_procedure(alice, SMALL)
+    ref = approved(tmp_path, alice, ready_spec("Restart nginx", "web02", implementation=procedure)).ref
+    in_window = TOMORROW_22.replace(minute=10)
+    ChangeWorkflow(alice, clock=lambda: in_window).act(ref, "implement")
+    app = ItopApp(alice, clock=lambda: in_window)
+    async with app.run_test(size=(160, 48)) as pilot:
+        detail = await open_detail(pilot, ref)
+        assert "i  Continue" in status_text(app, "#change-body")
+        await pilot.press("i")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmDialog), "the question")
+        texts = " ".join(str(w.content) for w in app.screen.query(Static))
+        assert f"{ref} is being implemented. Continue with {procedure} on web02 now?" in texts
+        assert "Start implementing" not in texts
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: app.screen is detail, "the question to close")
+    assert workflow(alice).get(ref).state == "implement"
+

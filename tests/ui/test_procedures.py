@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from procedure_fixtures import (
+    SMALL,
     add_procedure,
     fixed_run,
     import_builtin,
@@ -538,3 +539,64 @@ async def test_empty_library_imports_the_builtin_procedures_by_key(tmp_path: Pat
     imported = [e for e in services.audit.events() if e.action == "procedure.import"]
     assert len(imported) == len(list(procedures_dir().glob("*.yaml"))) >= 10
     assert {e.detail["outcome"] for e in imported} == {"added"}
+
+
+async def test_approver_sees_the_command_hosts_and_variables_before_signing_off(
+        tmp_path: Path) -> None:
+    services = procedure_services(tmp_path, local_hosts("web01", "web02"), roles=ROLES,
+                                  login="alice")
+    add_procedure(services, SMALL)
+    waiting = fixed_run(services, finished=False)  # alice's trainee run, waiting for a sign-off
+
+    def with_secret(run: ProcedureRun) -> None:
+        run.secret_names = ["token"]  # a secret the run uses: only its name is stored
+
+    RunRepository.in_data_dir(tmp_path / "data").update(waiting.id, with_secret)
+    bob = second_login(tmp_path, "bob", ROLES)
+    app = ItopApp(bob, clock=fixed_clock)
+    async with app.run_test(size=SIZE) as pilot:
+        await open_pane(pilot)
+        runs_screen = await open_runs(pilot)
+        assert runs_screen.check_action("approve", ()) is True
+        await pilot.press("a")
+        await wait_for(pilot, lambda: isinstance(pilot.app.screen, CommentDialog), "the dialog")
+        dialog = pilot.app.screen
+        text = str(dialog.query_one(".dialog-text", Static).content)
+        assert "Sign-off of step greet (Print the greeting) of small-test 1.0" in text
+        assert "Hosts: 2 hosts (web01, web02)" in text
+        # The command as the trainee's confirmation renders it, on the first host.
+        assert "Command as it will run:\n  g=hello\n  echo \"$g\"\n(on web01;" in text
+        assert "Variables: greeting=hello, token=*** (secret)" in text
+        assert "asked by alice" in text.lower()
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: pilot.app.screen is runs_screen, "the dialog to close")
+    assert runs_in(tmp_path)[0].status == "waiting"  # Escape decided nothing
+
+
+async def test_detail_shows_empty_defaults_and_regexes_readably(tmp_path: Path) -> None:
+    services = procedure_services(tmp_path, local_hosts("here"))
+    import_builtin(services)
+    add_procedure(services, TEST_PROCEDURE)
+    app = ItopApp(services, clock=fixed_clock)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await open_pane(pilot)
+        sources: dict[str, str] = {}
+        table = screen.query_one("#procedure-list", DataTable)
+        for row in range(table.row_count):
+            table.move_cursor(row=row)
+            await wait_for(pilot, lambda: screen.selected is not None, "a selection")
+            selected = screen.selected
+            assert selected is not None
+            wanted = selected.id
+            if wanted in ("add-user-ssh-key", "ui-test"):
+                await wait_for(pilot, lambda w=wanted: f"`{w}`" in screen.query_one(
+                    "#procedure-doc", Markdown).source, f"the detail of {wanted}")
+                sources[wanted] = screen.query_one("#procedure-doc", Markdown).source
+    assert set(sources) == {"add-user-ssh-key", "ui-test"}
+    assert "default ``" not in "".join(sources.values())
+    assert ("- **`full_name`** (optional, matching regex `[^:\\n\\r]{0,100}`, default empty)"
+            in sources["add-user-ssh-key"])
+    assert "default `/bin/bash`" in sources["add-user-ssh-key"]
+    # The regex as typed in the YAML, one slash (its own), no added delimiters.
+    assert "- **`marker`** (required, matching regex `/[^\\n]+`)" in sources["ui-test"]
+    assert "//" not in sources["ui-test"].split("## Steps")[0]
