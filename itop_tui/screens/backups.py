@@ -118,33 +118,37 @@ def job_row(status: HostStatus, now: datetime) -> JobRow:
     """The row of ``status``, its state cell coloured by state and RPO."""
     style = STATE_STYLES.get(status.state, "")
     rpo = f"{status.rpo_hours:g}h" if status.rpo_hours is not None else "-"
+    # In the order of BackupJobTable.COLUMNS: what on-call needs first.
     return JobRow(status, (
         Cell(status.job, style),
         Cell(status.host if status.has_host else "(no host matches)",
              "" if status.has_host else "failed"),
-        Cell(status.method),
-        Cell(status.schedule or "manual"),
+        Cell(status.state, style),
+        Cell(rpo, "breached" if status.rpo_state == "breached" else ""),
         Cell(format_age(status.last_success, now)),
         Cell(format_age(status.last_verified, now)),
         Cell(format_next_due(status.next_due, now)),
-        Cell(rpo, "breached" if status.rpo_state == "breached" else ""),
-        Cell(status.state, style),
+        Cell(status.method),
+        Cell(status.schedule or "manual"),
     ))
 
 
 class BackupJobTable(CellTable[JobRow]):
     """Jobs per host: last success, last verify, next due and state, coloured by RPO state."""
 
+    # The state and RPO come right after the job and host, and the ages are
+    # fitted to what they say: on an 80-column terminal the columns on-call
+    # needs are on screen, the rest is a horizontal scroll away.
     COLUMNS: ClassVar[tuple[TableColumn, ...]] = (
-        TableColumn("job", "Job", 8, max_width=24),
-        TableColumn("host", "Host", 8, max_width=24),
+        TableColumn("job", "Job", 6, max_width=24),
+        TableColumn("host", "Host", 6, max_width=24),
+        TableColumn("state", "State", 7, max_width=10),
+        TableColumn("rpo", "RPO", 5, max_width=7),
+        TableColumn("success", "Last success", 14, max_width=30),
+        TableColumn("verify", "Last verify", 13, max_width=30),
+        TableColumn("next", "Next due", 10, max_width=16),
         TableColumn("method", "Method", 7),
-        TableColumn("schedule", "Schedule", 10, max_width=16),
-        TableColumn("success", "Last success", 30),
-        TableColumn("verify", "Last verify", 30),
-        TableColumn("next", "Next due", 16),
-        TableColumn("rpo", "RPO", 6),
-        TableColumn("state", "State", 8, flex=True),
+        TableColumn("schedule", "Schedule", 10, flex=True),
     )
     STYLE_PREFIX: ClassVar[str] = "backup-table"
     COMPONENT_CLASSES: ClassVar[set[str]] = {

@@ -174,15 +174,18 @@ class ChangeTable(CellTable[ChangeRow]):
     reverses); :meth:`sort_description` says in words how rows are ordered.
     """
 
+    # The title takes the room the others leave (cut with an ellipsis; Enter
+    # shows it whole), so the columns after it keep their whole labels on a
+    # 100-column terminal, and on an 80-column one while no window is set.
     COLUMNS: ClassVar[tuple[TableColumn, ...]] = (
-        TableColumn("ref", "Ref", 8, max_width=10),
+        TableColumn("ref", "Ref", 7, max_width=10),
         TableColumn("type", "Type", 9),
-        TableColumn("title", "Title", 20, max_width=44),
+        TableColumn("title", "Title", 10, flex=True),
         TableColumn("risk", "Risk", 8),
         TableColumn("state", "State", 10),
         TableColumn("window", "Window (UTC)", 12, max_width=32),
-        TableColumn("hosts", "Hosts", 10, max_width=26),
-        TableColumn("requester", "Requester", 9, flex=True),
+        TableColumn("hosts", "Hosts", 7, max_width=24),
+        TableColumn("requester", "By", 4, max_width=12),
     )
     STYLE_PREFIX: ClassVar[str] = "change-table"
     HELP_TITLE = "Change list"
@@ -376,10 +379,11 @@ class ChangesScreen(ReportsWorkerErrors, Screen[None]):
         self.shown = [c.ref for c in self.changes if change_matches(c, wanted)]
         self.table.show(None if not text.strip() else self.shown)
         pending = sum(1 for c in self.changes if c.state in PENDING_STATES)
+        # Only what the footer does not say: the keys (Enter, n, u, /, s) are
+        # there, and on a 100-column terminal they cut the order off here.
         status.update(
             f"{len(self.shown)} of {len(self.changes)} changes · {pending} pending · "
-            f"order: {self.table.sort_description()} · "
-            "Enter: details  n: new  u: upcoming  /: filter  s: sort")
+            f"order: {self.table.sort_description()}")
 
     @on(ChangeTable.SortChanged)
     def _sort_changed(self) -> None:

@@ -966,31 +966,34 @@ class ProcedureRunScreen(ReportsWorkerErrors, ShowsAllowedKeys):
         if self.phase == "loading":
             return "Reading the run…"
         if self.phase == "form":
+            if refusal is not None:
+                return f"Running is disabled: {refusal}"
             parts = ["Targets and variables, then ctrl+r starts", "ctrl+t: check mode"]
             unread = self.unread_steps()
             if unread:
+                # Why ctrl+r does nothing yet comes first: a narrow terminal cuts the end.
                 read = len(self.steps.steps) - len(unread)
-                parts.append(f"trainee: read each step first (Tab to the steps, ↓): "
-                             f"{read} of {len(self.steps.steps)} read")
-            if refusal is not None:
-                parts = [f"Running is disabled: {refusal}"]
+                parts.insert(0, f"Trainee: read each step first (Tab to the steps, ↓): "
+                                f"{read} of {len(self.steps.steps)} read")
             return " · ".join(parts)
         counts = counts_text(
             r.state for hosts in self.results.values() for r in hosts.values()).plain
         progress = f"{done}/{total} done" + (f" ({counts})" if counts else "")
         if self.phase == "running":
             return f"{progress} · s stops here (the run pauses) · a aborts"
-        parts = [progress]
+        disabled = refusal is not None and self.status not in FINAL_STATUSES
+        # Why the keys do nothing comes first: the run's reason (up to 100
+        # characters) would push it off a narrow terminal.
+        parts = [f"Actions disabled: {refusal}", progress] if disabled else [progress]
         if self.reason:
             parts.append(one_line(self.reason, 100))
-        if refusal is not None and self.status not in FINAL_STATUSES:
-            parts.append(f"actions disabled: {refusal}")
-        elif self.locked:
-            parts.append("another itop process runs it; F5 reads it again")
-        elif self.status in RESUMABLE:
-            parts.append("r resumes it")
-        elif self.status == "failed":
-            parts.append("t retries the failed hosts")
+        if not disabled:  # (when disabled, these keys are refused)
+            if self.locked:
+                parts.append("another itop process runs it; F5 reads it again")
+            elif self.status in RESUMABLE:
+                parts.append("r resumes it")
+            elif self.status == "failed":
+                parts.append("t retries the failed hosts")
         if self.status in FINAL_STATUSES:
             parts.append("p replays it")
         return " · ".join(parts)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from rich.cells import cell_len
 from rich.console import Group as RenderGroup
 from rich.console import RenderableType
 from rich.table import Table
@@ -47,8 +48,37 @@ def _pairs(
     return RenderGroup(Text(title, style="bold underline"), table)
 
 
-def describe_host(host: Host) -> RenderableType:
-    """The panel's content for ``host``: identity, facts, vars and notes side by side."""
+WIDE_DETAIL = 100
+"""Cells from which the sections stand side by side in three columns."""
+SPLIT_DETAIL = 60
+"""Cells from which the facts stand beside the host (vars and notes under the host);
+below it every section is under the one before, each across the whole width."""
+
+
+def detail_layout(width: int | None) -> str:
+    """``wide``, ``split`` or ``stacked``: how the sections fit ``width`` cells (None: wide).
+
+    The three side-by-side columns of a wide panel leave a value one or two
+    cells on an 80-column terminal; narrower panels put sections under others.
+    """
+    if width is None or width >= WIDE_DETAIL:
+        return "wide"
+    return "split" if width >= SPLIT_DETAIL else "stacked"
+
+
+def _natural_width(items: list[tuple[str, Any]]) -> int:
+    """Cells the pairs need on one line each: the longest key, a space, the longest value."""
+    if not items:
+        return 0
+    keys = max(cell_len(strip_control(str(key))) for key, _ in items)
+    values = max(cell_len(value.plain if isinstance(value, Text) else _clean(value))
+                 for _, value in items)
+    return keys + 1 + values
+
+
+def describe_host(host: Host, width: int | None = None) -> RenderableType:
+    """The panel's content for ``host`` in ``width`` cells (see :func:`detail_layout`):
+    identity, facts, vars and notes."""
     status = Text(host.status, style=_STATUS_STYLES.get(host.status, ""))
     identity: list[tuple[str, Any]] = [
         ("name", host.name),
@@ -72,24 +102,42 @@ def describe_host(host: Host) -> RenderableType:
     facts_title = f"Facts ({host.facts_at})" if host.facts_at else "Facts"
     facts = sorted(host.facts.items())
     vars_ = sorted(host.vars.items())
-    grid = Table.grid(padding=(0, 3), expand=True)
-    grid.add_column(ratio=3)
-    grid.add_column(ratio=4)
-    grid.add_column(ratio=3)
     notes = (
         Text(strip_control(host.notes))
         if host.notes
         else Text("no notes", style="dim italic")
     )
+    host_part = _pairs("Host", identity, "")
+    facts_part = _pairs(facts_title, facts, "not discovered yet (press d)", facts=True)
+    vars_part = _pairs("Vars", vars_, "none")
+    notes_title = Text("Notes", style="bold underline")
+    layout = detail_layout(width)
+    if layout == "stacked":
+        blank = Text("")
+        return RenderGroup(host_part, blank, facts_part, blank, vars_part, blank,
+                           notes_title, notes)
+    if layout == "split":
+        assert width is not None
+        grid = Table.grid(padding=(0, 3), expand=True)
+        # The host's column as wide as its longest line, up to 45% of the panel:
+        # the facts (long values: CPU model, filesystems) get the rest.
+        left = min(max(_natural_width(identity), _natural_width(vars_), 20),
+                   width * 45 // 100)
+        grid.add_column(width=left)
+        grid.add_column(ratio=1)
+        grid.add_row(
+            RenderGroup(host_part, Text(""), vars_part, Text(""), notes_title, notes),
+            facts_part,
+        )
+        return grid
+    grid = Table.grid(padding=(0, 3), expand=True)
+    grid.add_column(ratio=3)
+    grid.add_column(ratio=4)
+    grid.add_column(ratio=3)
     grid.add_row(
-        _pairs("Host", identity, ""),
-        _pairs(facts_title, facts, "not discovered yet (press d)", facts=True),
-        RenderGroup(
-            _pairs("Vars", vars_, "none"),
-            Text(""),
-            Text("Notes", style="bold underline"),
-            notes,
-        ),
+        host_part,
+        facts_part,
+        RenderGroup(vars_part, Text(""), notes_title, notes),
     )
     return grid
 
@@ -125,6 +173,8 @@ class HostDetail(VerticalScroll, can_focus=True):
         """The host shown, if any."""
         self.layouts = 0
         """Times showing a host needed a layout pass (the body's height changed)."""
+        self.detail_layout = detail_layout(None)
+        """How the shown host's sections are laid out (see :func:`detail_layout`)."""
 
     def compose(self) -> ComposeResult:
         """One Static holds the rendered host."""
@@ -140,18 +190,33 @@ class HostDetail(VerticalScroll, can_focus=True):
         if host is self.host:
             return
         self.host = host
-        content = Text("No host selected.", style="dim italic") if host is None else describe_host(host)
         body = self.body
-        body.update(content, layout=False)
-        if host is not None:
+        if host is None:
+            body.update(Text("No host selected.", style="dim italic"), layout=False)
+        else:
+            self._show_content(body, host)
             # The one-line hint keeps the last host's height: a filter that matches
             # nothing, then something again, costs no layout.
             self._fit_body(body)
         self.scroll_home(animate=False)
 
     def on_resize(self) -> None:
-        """Another width wraps the content differently: fit the body again."""
-        self._fit_body(self.body)
+        """Another width wraps the content differently (or lays it out another way):
+        fit the body again."""
+        body = self.body
+        if self.host is not None:
+            self._show_content(body, self.host)
+        self._fit_body(body)
+
+    def _body_width(self) -> int | None:
+        """Cells the body has for the host (None before the first layout)."""
+        width = self.body.content_size.width or self.scrollable_content_region.width
+        return width if width > 0 else None
+
+    def _show_content(self, body: Static, host: Host) -> None:
+        width = self._body_width()
+        self.detail_layout = detail_layout(width)
+        body.update(describe_host(host, width), layout=False)
 
     def _fit_body(self, body: Static) -> None:
         """Give the body the height its content needs at its width (a layout only if it changed)."""
