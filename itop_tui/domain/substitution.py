@@ -166,7 +166,7 @@ def value_problem(variable: Variable, value: str) -> str | None:
     if variable.choices and value not in variable.choices:
         return f"must be one of {', '.join(variable.choices)}{shown}"
     if variable.regex is not None and value != "" and not re.fullmatch(variable.regex, value):
-        return f"must match /{variable.regex}/{shown}"
+        return f"must match the regex `{variable.regex}`{shown}"
     return None
 
 

@@ -11,7 +11,7 @@ the same lines.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 
 from itop_tui.domain.output import strip_control
 from itop_tui.domain.procedure import Procedure
@@ -72,8 +72,15 @@ def shown_values(run: ProcedureRun, hosts: list[str], addresses: Mapping[str, st
 def command_preview(command: str, run: ProcedureRun, hosts: list[str],
                     addresses: Mapping[str, str]) -> list[str]:
     """The command as it will run on the first of ``hosts``, secrets as ``***``."""
-    values = shown_values(run, hosts, addresses)
-    text = render_text(command, values, secret_names=run.secret_names)
+    return preview_lines(command, shown_values(run, hosts, addresses), run.secret_names, hosts)
+
+
+def preview_lines(command: str, values: Mapping[str, str], secret_names: Collection[str],
+                  hosts: list[str]) -> list[str]:
+    """``command`` rendered with ``values`` (the first host's), secrets as ``***``, at most
+    :data:`COMMAND_LINES` lines, indented; the operator's question and the approver's
+    sign-off show the same."""
+    text = render_text(command, dict(values), secret_names=secret_names)
     lines = strip_control(text).strip().splitlines()
     if len(lines) > COMMAND_LINES:
         lines = [*lines[:COMMAND_LINES], f"… ({len(lines) - COMMAND_LINES} more lines)"]

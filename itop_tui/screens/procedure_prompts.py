@@ -167,7 +167,7 @@ class VariableDialog(ReportsWorkerErrors, KeepsEarlyKeys, RunQuestion[str | None
         if variable.choices:
             rules.append("one of " + ", ".join(variable.choices))
         if variable.regex:
-            rules.append(f"must match /{variable.regex}/")
+            rules.append(f"must match the regex `{variable.regex}`")
         if variable.default is not None:
             rules.append(f"empty takes the default {variable.default!r}")
         with Vertical(classes="dialog"):

@@ -64,6 +64,7 @@ from itop_tui.domain.substitution import (
     builtin_values,
     render_text,
 )
+from itop_tui.ops.approval_facts import preview_lines
 from itop_tui.ops.change_gate import PRODUCTION, ChangeGate
 from itop_tui.ops.procedure_runner import (
     ProcedureRunner,
@@ -667,13 +668,7 @@ class ProcedureRunScreen(ReportsWorkerErrors, ShowsAllowedKeys):
     def _command_preview(self, step: Step, hosts: list[str]) -> str:
         """The step's command as it will run on the first host (secrets as ***)."""
         values = self._host_values(hosts[0]) if hosts else dict(self.values)
-        text = render_text(step.command or "", values, secret_names=self.secret_names)
-        lines = strip_control(text).strip().splitlines()
-        if len(lines) > 12:
-            lines = [*lines[:12], f"… ({len(lines) - 12} more lines)"]
-        shown = "\n".join(f"  {line}" for line in lines)
-        more = f"\n(on {hosts[0]}; each host gets its own values)" if len(hosts) > 1 else ""
-        return shown + more
+        return "\n".join(preview_lines(step.command or "", values, self.secret_names, hosts))
 
     def _dismiss_prompts(self) -> None:
         """Close the questions of a run that no longer waits for their answers.

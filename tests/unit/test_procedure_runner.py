@@ -448,7 +448,7 @@ async def test_input_steps_validate_and_ask_again(login: Callable[[str], Service
     person = Person(answers=iter(["ten", "10", ""]))
     run = await ProcedureRunner(alice, person.callbacks()).start("inputs", selector="l1")
     assert run.status == "succeeded", run.reason
-    assert person.asked == [("size", None), ("size", "must match /[0-9]+/ (got 'ten')"), ("colour", None)]
+    assert person.asked == [("size", None), ("size", "must match the regex `[0-9]+` (got 'ten')"), ("colour", None)]
     assert run.result("show", "l1").output == "10 blue\n"
     assert run.variables == {"size": "10", "colour": "blue"}
     inputs = [e.detail for e in alice.audit.events() if e.action == "procedure.input"]

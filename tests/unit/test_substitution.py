@@ -181,10 +181,10 @@ def test_resolve_values_lists_every_problem_without_secret_values() -> None:
              "host": "x", "typo": "1"},
         )
     problems = dict(caught.value.problems)
-    assert problems["path"] == "must match //\\S*/ (got 'relative')"
+    assert problems["path"] == "must match the regex `/\\S*` (got 'relative')"
     assert problems["mode"] == "must be one of fast, slow (got 'medium')"
     assert "must match" in problems["count"]  # fullmatch: a matching prefix is not enough
-    assert problems["token"] == "must match /[a-z]+/"
+    assert problems["token"] == "must match the regex `[a-z]+`"
     assert problems["must"] == "is required"
     assert "set by itop for each host" in problems["host"]
     assert "not a variable of this procedure" in problems["typo"]
