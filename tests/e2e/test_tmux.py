@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from itop_tui.app import PANES
 from itop_tui.domain.models import Host
 from itop_tui.services.context import Services
 from itop_tui.settings import load_settings
@@ -140,12 +141,13 @@ def test_filter_help_and_quit_in_a_real_terminal(itop_session: Tmux) -> None:
     assert not tmux.alive(), "itop did not quit on q"
 
 
-PANE_TITLES = ("Inventory", "Performance", "Procedures", "Changes", "Backups")
-TAB_STRIP = "1 Inventory   2 Performance   3 Procedures   4 Changes   5 Backups"
+# The header's title of each pane, in the order of their keys.
+PANE_TITLES = ("Inventory", "Performance", "Procedures", "Changes", "Backups", "Problems / Audit")
+TAB_STRIP = "   ".join(f"{pane.key} {pane.title}" for pane in PANES)
 
 
 def test_every_pane_shows_the_tabs_and_its_whole_footer(itop_session: Tmux) -> None:
-    """At 160 columns each pane (keys 1-5) shows the strip of panes under the header
+    """At 160 columns each pane (keys 1-6) shows the strip of panes under the header
     and a footer whose keys all fit: a gap remains before the palette key at the right."""
     tmux = itop_session
     tmux.wait_for(lambda s: "10 of 10 hosts" in s, "the Inventory pane")
@@ -160,7 +162,7 @@ def test_every_pane_shows_the_tabs_and_its_whole_footer(itop_session: Tmux) -> N
         return (lines[1].strip() == TAB_STRIP and footer.endswith("▏^p palette")
                 and footer[: -len("▏^p palette")].endswith("  ") and "? Help" in footer)
 
-    for key, title in zip("12345", PANE_TITLES, strict=True):
+    for key, title in zip((pane.key for pane in PANES), PANE_TITLES, strict=True):
         tmux.keys(key)
         try:
             screen = tmux.wait_for(lambda s, t=title: shown(s, t), f"the {title} pane")
