@@ -202,17 +202,12 @@ class ItopApp(App[None]):
     def _follow_changes(self) -> None:
         """A change approved or scheduled by another itop shows in the header and the
         production banners within a poll of the changes file, not at the next 30 s tick."""
-        from itop_tui.screens.store_follow import STORE_POLL_SECONDS
+        from itop_tui.screens.store_follow import follow_store
         from itop_tui.services.change_repo import CHANGES_FILE
         from itop_tui.services.store_watch import StoreWatch
 
         watch = StoreWatch.in_data_dir(self.services.settings.data_dir, CHANGES_FILE)
-
-        def look() -> None:
-            if watch.poll():
-                self._refresh_active_changes()
-
-        self.set_interval(STORE_POLL_SECONDS, look, name="follow-changes")
+        follow_store(self, watch, self._refresh_active_changes)
 
     def _start_backup_scheduler(self) -> None:
         from itop_tui.screens.scheduled_backups import ScheduledBackups

@@ -16,8 +16,9 @@ from typing import Any
 
 from itop_tui.domain.facts import FactsParseError, discovery_command, parse_discovery_output
 from itop_tui.domain.models import Host
-from itop_tui.ops.fleet import CANCELLED, fan_out, unique_hosts, utc_now
+from itop_tui.ops.fleet import CANCELLED, fan_out, unique_hosts
 from itop_tui.services.context import Services
+from itop_tui.services.inventory_repo import utc_now
 from itop_tui.services.local_facts import local_facts
 from itop_tui.services.store import StoreError
 from itop_tui.services.transport import HostKeyChanged, HostKeyUnknown, TransportError

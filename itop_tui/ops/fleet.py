@@ -17,13 +17,13 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
-from datetime import UTC, datetime
 from typing import TypeVar
 
 from itop_tui.domain.models import Host
 from itop_tui.ops.change_gate import ChangeGate, GateDecision, observe_command
 from itop_tui.services.audit import AuditEvent, AuditQueue
 from itop_tui.services.context import Services
+from itop_tui.services.inventory_repo import utc_now
 from itop_tui.services.store import StoreError
 from itop_tui.services.transport import (
     HostKeyChanged,
@@ -35,11 +35,6 @@ from itop_tui.services.transport import (
 T = TypeVar("T")
 
 CANCELLED = "cancelled"
-
-
-def utc_now() -> str:
-    """Now as UTC ISO 8601, to the second, as stored in ``last_seen``/``facts_at``."""
-    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 def unique_hosts(hosts: list[Host]) -> list[Host]:

@@ -36,7 +36,6 @@ import random
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
@@ -55,6 +54,7 @@ from itop_tui.domain.thresholds import (
     validate_threshold_config,
 )
 from itop_tui.services.audit import AuditLog
+from itop_tui.services.inventory_repo import utc_now
 from itop_tui.services.metrics_collector import (
     Collector,
     collector_for,
@@ -959,7 +959,7 @@ class FleetMonitor:
         if self.seen is None or not self._answered:
             return
         names, self._answered = sorted(self._answered), set()
-        at = datetime.now(UTC).isoformat(timespec="seconds")
+        at = utc_now()
         try:
             await asyncio.to_thread(self.seen, names, at)
         except Exception as exc:

@@ -12,6 +12,7 @@ note. Both follow their files: what another itop appends shows up by itself.
 from __future__ import annotations
 
 import json
+from collections import deque
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import ClassVar
@@ -26,7 +27,7 @@ from textual.widgets import Footer, Header, Input, Static
 
 from itop_tui.domain.output import shorten, strip_control
 from itop_tui.ops.fleet_monitor import acknowledge_problem
-from itop_tui.screens.problems import AcknowledgeDialog, ProblemTable, problem_rows
+from itop_tui.screens.problems import ProblemTable, ask_acknowledgement, problem_rows
 from itop_tui.screens.store_follow import follow_store
 from itop_tui.screens.worker_errors import ReportsWorkerErrors
 from itop_tui.services.audit import AuditError, AuditEvent, AuditVerification
@@ -245,6 +246,13 @@ class AuditScreen(ReportsWorkerErrors, Screen[None]):
             super().__init__()
             self.problems = problems
 
+    class Acknowledged(Message):
+        """A problem was acknowledged (stored and audited)."""
+
+        def __init__(self, problem_id: str) -> None:
+            super().__init__()
+            self.problem_id = problem_id
+
     class Verified(Message):
         """The hash chain was checked."""
 
@@ -274,9 +282,7 @@ class AuditScreen(ReportsWorkerErrors, Screen[None]):
         with Vertical(id="audit-problems-panel"):
             yield Static("Open problems: reading…", id="audit-problems-title", markup=False)
             yield ProblemTable(id="audit-problems")
-        search = FilterInput(id="audit-filter")
-        search.placeholder = FILTER_PLACEHOLDER
-        yield search
+        yield FilterInput(id="audit-filter", placeholder=FILTER_PLACEHOLDER)
         yield AuditTable(id="audit-list")
         yield Static("", id="audit-detail", markup=False)
         yield Static("Reading the audit log…", id="audit-status", markup=False)
@@ -306,18 +312,16 @@ class AuditScreen(ReportsWorkerErrors, Screen[None]):
     def load_events(self) -> None:
         """Read the newest :data:`EVENT_LIMIT` events (in a thread)."""
         self.audit_watch.mark()
-        events: list[AuditEvent] = []
+        events: deque[AuditEvent] = deque(maxlen=EVENT_LIMIT)
         total = 0
         error = None
         try:
             for event in self.services.audit.events():
                 total += 1
                 events.append(event)
-                if len(events) > 2 * EVENT_LIMIT:
-                    del events[:-EVENT_LIMIT]
         except (AuditError, OSError) as exc:
             error = str(exc)
-        self.post_message(self.EventsLoaded(events[-EVENT_LIMIT:], total, error))
+        self.post_message(self.EventsLoaded(list(events), total, error))
 
     def on_audit_screen_events_loaded(self, message: EventsLoaded) -> None:
         """Show the events, filtered; a newer event invalidates the last chain check."""
@@ -429,20 +433,7 @@ class AuditScreen(ReportsWorkerErrors, Screen[None]):
 
     @on(ProblemTable.AcknowledgeRequested)
     def _acknowledge_requested(self, message: ProblemTable.AcknowledgeRequested) -> None:
-        problem = message.problem
-        if self.services.read_only:
-            self.app.notify("Read-only mode: acknowledging problems is disabled.",
-                            title="READ-ONLY", severity="warning", markup=False)
-            return
-        problem_id = problem.problem_id
-        if problem_id is None:
-            return
-
-        def answered(note: str | None) -> None:
-            if note is not None:
-                self._acknowledge(problem_id, note)
-
-        self.app.push_screen(AcknowledgeDialog(problem), answered)
+        ask_acknowledgement(self, self.services.read_only, message.problem, self._acknowledge)
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="acknowledge",
           description="Acknowledge a problem")
@@ -450,6 +441,10 @@ class AuditScreen(ReportsWorkerErrors, Screen[None]):
         repository = ProblemRepository.in_data_dir(self.services.settings.data_dir)
         problem = acknowledge_problem(repository, self.services.audit, problem_id, note,
                                       actor=self.services.actor)
-        self.app.call_from_thread(self.app.notify, f"{problem.id} acknowledged.", markup=False)
+        self.post_message(self.Acknowledged(problem.id))
+
+    def on_audit_screen_acknowledged(self, message: Acknowledged) -> None:
+        """Say so, and list the problems again."""
+        self.app.notify(f"{message.problem_id} acknowledged.", markup=False)
         self.load_problems()
 

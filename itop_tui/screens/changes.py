@@ -325,9 +325,7 @@ class ChangesScreen(ReportsWorkerErrors, Screen[None]):
         """Filter, list, status line."""
         yield Header(icon="≡")
         yield PaneTabs()
-        search = FilterInput(id="change-filter")
-        search.placeholder = FILTER_PLACEHOLDER
-        yield search
+        yield FilterInput(id="change-filter", placeholder=FILTER_PLACEHOLDER)
         yield ChangeTable(id="change-list")
         yield Static("Loading changes…", id="changes-status", markup=False)
         yield Footer()

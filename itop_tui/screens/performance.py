@@ -64,7 +64,7 @@ from itop_tui.screens.host_drilldown import (
     window_label,
 )
 from itop_tui.screens.inventory import FilterResult, match_filter
-from itop_tui.screens.problems import AcknowledgeDialog, ProblemRow, ProblemTable, problem_rows
+from itop_tui.screens.problems import ProblemRow, ProblemTable, ask_acknowledgement, problem_rows
 from itop_tui.screens.store_follow import follow_store
 from itop_tui.screens.worker_errors import ReportsWorkerErrors
 from itop_tui.services.context import INVENTORY_FILE, Services
@@ -638,26 +638,9 @@ class PerformanceScreen(ReportsWorkerErrors, Screen[None]):
 
     @on(ProblemTable.AcknowledgeRequested)
     def _acknowledge_requested(self, message: ProblemTable.AcknowledgeRequested) -> None:
-        problem = message.problem
-        if self.services.read_only:
-            self.app.notify(
-                "Read-only mode: acknowledging problems is disabled.",
-                title="READ-ONLY",
-                severity="warning",
-                markup=False,
-            )
-            return
-        problem_id = problem.problem_id
-        if problem_id is None or self.source is None:
-            self.app.notify("This problem is not stored; nothing to acknowledge.", markup=False)
-            return
-
-        def answered(note: str | None) -> None:
-            if note is not None:
-                self._acknowledge(problem_id, note)
-
-        self._child_open = True
-        self.app.push_screen(AcknowledgeDialog(problem), answered)
+        if ask_acknowledgement(self, self.services.read_only, message.problem,
+                               self._acknowledge, stored=self.source is not None):
+            self._child_open = True
 
     @work(exclusive=True, exit_on_error=False, group="acknowledge", description="Acknowledge")
     async def _acknowledge(self, problem_id: str, note: str) -> None:

@@ -8,17 +8,17 @@ does the storing and auditing in a worker.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.message import Message
-from textual.screen import ModalScreen
+from textual.screen import ModalScreen, Screen
 from textual.widgets import Button, Input, Static
 
 from itop_tui.domain.output import strip_control
@@ -319,6 +319,33 @@ class AcknowledgeDialog(ReportsWorkerErrors, ModalScreen[str | None]):
     def action_cancel(self) -> None:
         """Close without acknowledging."""
         self.dismiss(None)
+
+
+def ask_acknowledgement(
+    screen: Screen[Any], read_only: bool, problem: ProblemRow,
+    acknowledge: Callable[[str, str], object], *, stored: bool = True,
+) -> bool:
+    """Ask for a note on ``problem`` and hand ``(problem id, note)`` to ``acknowledge``.
+
+    A read-only itop says so instead, and a problem that is not stored (the
+    monitor's own in a read-only itop, or ``stored`` False: nowhere to store
+    it) cannot be acknowledged. Returns whether the dialog was opened.
+    """
+    if read_only:
+        screen.app.notify("Read-only mode: acknowledging problems is disabled.",
+                          title="READ-ONLY", severity="warning", markup=False)
+        return False
+    problem_id = problem.problem_id
+    if problem_id is None or not stored:
+        screen.app.notify("This problem is not stored; nothing to acknowledge.", markup=False)
+        return False
+
+    def answered(note: str | None) -> None:
+        if note is not None:
+            acknowledge(problem_id, note)
+
+    screen.app.push_screen(AcknowledgeDialog(problem), answered)
+    return True
 
 
 def host_problem_lines(rows: Iterable[ProblemRow]) -> list[tuple[str, str]]:

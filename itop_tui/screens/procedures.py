@@ -274,9 +274,7 @@ class ProceduresScreen(ReportsWorkerErrors, ShowsAllowedKeys):
         yield PaneTabs()
         with Horizontal(id="procedures-body"):
             with Vertical(id="procedures-left"):
-                search = FilterInput(id="procedure-search")
-                search.placeholder = SEARCH_PLACEHOLDER
-                yield search
+                yield FilterInput(id="procedure-search", placeholder=SEARCH_PLACEHOLDER)
                 yield DataTable(id="procedure-list", cursor_type="row", zebra_stripes=False)
             with VerticalScroll(id="procedure-detail"):
                 yield Markdown("", id="procedure-doc", open_links=False)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from textual.app import App
 from textual.screen import Screen
 
 from itop_tui.services.store_watch import StoreWatch
@@ -19,21 +20,24 @@ STORE_POLL_SECONDS = 2.0
 
 
 def follow_store(
-    screen: Screen[Any],
+    owner: Screen[Any] | App[Any],
     watch: StoreWatch,
     reload: Callable[[], object],
     every: float = STORE_POLL_SECONDS,
 ) -> None:
     """Call ``reload`` when a file of ``watch`` changed.
 
-    Looked at only while ``screen`` is on top: under a dialog or
-    behind another pane nothing moves, and the change is picked up when it
-    is shown again. The pane calls ``watch.mark()`` when it starts a read
-    of its own, so that its own reloads are not done twice.
+    A screen looks only while it is on top: under a dialog or behind
+    another pane nothing moves, and the change is picked up when it is
+    shown again. The app (the header's active changes) looks all the time.
+    The pane calls ``watch.mark()`` when it starts a read of its own, so
+    that its own reloads are not done twice.
     """
 
     def look() -> None:
-        if screen.is_active and watch.poll():
+        if isinstance(owner, Screen) and not owner.is_active:
+            return
+        if watch.poll():
             reload()
 
-    screen.set_interval(every, look, name="follow-store")
+    owner.set_interval(every, look, name="follow-store")

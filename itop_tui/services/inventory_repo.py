@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import fields, replace
+from datetime import UTC, datetime
 from typing import Any
 
 from tinydb import Query
@@ -11,6 +12,11 @@ from tinydb.table import Document, Table
 
 from itop_tui.domain.models import Group, Host, Inventory, ValidationError
 from itop_tui.services.store import JsonStore, StoreError
+
+
+def utc_now() -> str:
+    """Now as UTC ISO 8601, to the second, as stored in ``last_seen``/``facts_at``."""
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 HOSTS_TABLE = "hosts"
 GROUPS_TABLE = "groups"

@@ -208,22 +208,6 @@ class ProblemRepository:
             table.insert(Document(problem.to_dict(), doc_id=number))
         return problem, True
 
-    def escalate(
-        self,
-        host: str,
-        metric: str,
-        severity: str,
-        at: float,
-        value: float | None = None,
-        limit: float | None = None,
-    ) -> Problem | None:
-        """Set the severity of a host metric's open problem (up or down).
-
-        Returns the open problem (changed, or already at ``severity``), or
-        None when none is open; :meth:`set_severity` also says whether it changed.
-        """
-        return self.set_severity(host, metric, severity, at, value, limit)[0]
-
     def set_severity(
         self,
         host: str,

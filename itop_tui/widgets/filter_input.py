@@ -42,10 +42,12 @@ class FilterInput(Input):
     """
 
     def __init__(
-        self, *, name: str | None = None, id: str | None = None, classes: str | None = None
+        self, *, placeholder: str = FILTER_PLACEHOLDER, name: str | None = None,
+        id: str | None = None, classes: str | None = None,
     ) -> None:
-        """Create an empty filter input with a steady cursor."""
-        super().__init__(placeholder=FILTER_PLACEHOLDER, name=name, id=id, classes=classes)
+        """Create an empty filter input with a steady cursor; ``placeholder`` says
+        what it filters by (default: the host selector syntax)."""
+        super().__init__(placeholder=placeholder, name=name, id=id, classes=classes)
         # A blinking cursor repaints twice a second: output a slow link does not need.
         self.cursor_blink = False
 

@@ -34,6 +34,11 @@ def cli(tmp_path: Path, fleet_services: Services) -> ItopCli:
     return ItopCli(config, Path(fleet_services.settings.data_dir), user="bob")
 
 
+def names(table: HostTable) -> list[str]:
+    """The hosts the table shows, in order."""
+    return [h.name for h in table.visible_hosts]
+
+
 async def in_another_process(cli: ItopCli, *args: str) -> None:
     """Run ``itop ARGS`` to success without holding up the app."""
     await asyncio.to_thread(cli.ok, *args)
@@ -51,13 +56,13 @@ async def test_inventory_shows_a_host_added_elsewhere_and_keeps_the_cursor(
         assert table.move_to_host("db02")
         await in_another_process(cli, "inventory", "add", "zz-new", "--address", "127.0.0.9",
                                  "--group", "web")
-        await wait_until(pilot, lambda: "zz-new" in [h.name for h in table.visible_hosts],
+        await wait_until(pilot, lambda: "zz-new" in names(table),
                          FOLLOW_TIMEOUT, "the new host")
         assert table.cursor_host is not None and table.cursor_host.name == "db02"
         assert "11 of 11 hosts" in screen.status_text()
         # A host removed elsewhere goes too.
         await in_another_process(cli, "inventory", "remove", "zz-new")
-        await wait_until(pilot, lambda: "zz-new" not in [h.name for h in table.visible_hosts],
+        await wait_until(pilot, lambda: "zz-new" not in names(table),
                          FOLLOW_TIMEOUT, "the host gone")
 
 
@@ -72,9 +77,9 @@ async def test_a_pane_under_a_dialog_waits_until_it_is_shown(
         await settle(pilot)
         await in_another_process(cli, "inventory", "add", "zz-new", "--address", "127.0.0.9")
         await asyncio.sleep(3 * STORE_POLL_SECONDS)
-        assert "zz-new" not in [h.name for h in table.visible_hosts]
+        assert "zz-new" not in names(table)
         await pilot.press("escape")
-        await wait_until(pilot, lambda: "zz-new" in [h.name for h in table.visible_hosts],
+        await wait_until(pilot, lambda: "zz-new" in names(table),
                          FOLLOW_TIMEOUT, "the new host after the dialog closed")
 
 

@@ -29,6 +29,7 @@ from itop_tui.ops.procedure_runner import ProcedureRunner
 from itop_tui.screens.help import HelpScreen
 from itop_tui.screens.procedure_prompts import ApprovalWait, StepQuestion
 from itop_tui.screens.procedure_run import ProcedureRunScreen
+from itop_tui.services.context import Services
 
 RESUMABLE = ("paused", "waiting")
 
@@ -57,6 +58,14 @@ async def trainee_waits(pilot: Pilot[Any], marker: Path) -> ProcedureRunScreen:
     return screen
 
 
+def trainee_app(tmp_path: Path) -> tuple[Services, Path, ItopApp]:
+    """tina's (trainee) itop on this machine with the test procedure, and the file
+    its mutating step writes."""
+    services = procedure_services(tmp_path, local_hosts("here"), roles=ROLES, login="tina")
+    add_procedure(services, TEST_PROCEDURE)
+    return services, tmp_path / "changed", ItopApp(services, clock=fixed_clock)
+
+
 def bob_approves(tmp_path: Path, run_id: str) -> None:
     """Bob signs the run off from his own itop (what `itop procedure approve` does)."""
     bob = second_login(tmp_path, "bob", ROLES)
@@ -66,10 +75,7 @@ def bob_approves(tmp_path: Path, run_id: str) -> None:
 async def test_waiting_dialog_closes_by_itself_and_the_confirmation_comes_up(
     tmp_path: Path,
 ) -> None:
-    services = procedure_services(tmp_path, local_hosts("here"), roles=ROLES, login="tina")
-    add_procedure(services, TEST_PROCEDURE)
-    marker = tmp_path / "changed"
-    app = ItopApp(services, clock=fixed_clock)
+    services, marker, app = trainee_app(tmp_path)
     async with app.run_test(size=SIZE) as pilot:
         screen = await trainee_waits(pilot, marker)
         run_id = runs_in(tmp_path)[0].id
@@ -107,10 +113,7 @@ async def settle_screens(pilot: Pilot[Any]) -> None:
 async def test_escape_as_the_approval_lands_does_not_crash_and_the_run_resumes(
     tmp_path: Path,
 ) -> None:
-    services = procedure_services(tmp_path, local_hosts("here"), roles=ROLES, login="tina")
-    add_procedure(services, TEST_PROCEDURE)
-    marker = tmp_path / "changed"
-    app = ItopApp(services, clock=fixed_clock)
+    services, marker, app = trainee_app(tmp_path)
     async with app.run_test(size=SIZE) as pilot:
         screen = await trainee_waits(pilot, marker)
         run_id = runs_in(tmp_path)[0].id
@@ -154,10 +157,7 @@ async def test_escape_as_the_approval_lands_does_not_crash_and_the_run_resumes(
 async def test_approval_landing_under_the_help_screen_closes_the_wait_once_shown(
     tmp_path: Path,
 ) -> None:
-    services = procedure_services(tmp_path, local_hosts("here"), roles=ROLES, login="tina")
-    add_procedure(services, TEST_PROCEDURE)
-    marker = tmp_path / "changed"
-    app = ItopApp(services, clock=fixed_clock)
+    services, marker, app = trainee_app(tmp_path)
     async with app.run_test(size=SIZE) as pilot:
         screen = await trainee_waits(pilot, marker)
         wait_dialog = pilot.app.screen

@@ -58,16 +58,16 @@ def test_open_twice_returns_the_open_problem(repo: ProblemRepository) -> None:
 
 
 def test_escalate_and_deescalate_change_the_open_problem_only(repo: ProblemRepository) -> None:
-    assert repo.escalate("web01", "cpu_percent", "critical", T0) is None
+    assert repo.set_severity("web01", "cpu_percent", "critical", T0)[0] is None
     problem, _ = repo.open("web01", "cpu_percent", "warning", T0, value=86, limit=85)
-    up = repo.escalate("web01", "cpu_percent", "critical", T0 + 30, value=97, limit=95)
+    up = repo.set_severity("web01", "cpu_percent", "critical", T0 + 30, value=97, limit=95)[0]
     assert up is not None and (up.id, up.severity, up.value, up.limit) == (
         problem.id,
         "critical",
         97,
         95,
     )
-    down = repo.escalate("web01", "cpu_percent", "warning", T0 + 60, value=90, limit=85)
+    down = repo.set_severity("web01", "cpu_percent", "warning", T0 + 60, value=90, limit=85)[0]
     assert down is not None and down.severity == "warning"
     stored = repo.get(problem.id)
     assert stored is not None and stored.severity == "warning" and stored.opened_epoch == T0
